@@ -1,0 +1,165 @@
+//! Tapline's configuration: one TOML file, read once at start.
+//!
+//! The file is parsed into a plain TOML table first and then read section by section against
+//! the schema in [`read`], so that every problem can name its key, the value it found and why
+//! the value cannot be used. All problems in a file are reported together, so an administrator
+//! fixes a file in one pass instead of one restart per mistake.
+//!
+//! [`Config::parse`] is pure apart from the time-zone database lookup; [`Config::load`] adds the
+//! checks that need the file system (is the data directory usable?).
+
+mod error;
+mod read;
+mod values;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigError, Problem};
+pub use values::PortRange;
+
+/// Where `tapline` looks for its configuration unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/tapline/tapline.toml";
+
+/// The whole configuration, with every default filled in and every value checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tenant: TenantConfig,
+    pub storage: StorageConfig,
+    pub capture: CaptureConfig,
+    pub web: WebConfig,
+    pub sftp: SftpConfig,
+    pub turn: TurnConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    /// The tenant's name; also the SFTP login name.
+    pub name: String,
+    /// Local tenant time, used for reports and the daily index.
+    pub timezone: jiff::tz::TimeZone,
+    /// The IANA name the time zone was given as, for display.
+    pub timezone_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Absolute path of the data directory (a relative path in the file is taken relative to
+    /// the file's own directory).
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// SPAN-port network interfaces to capture on; empty means no live capture.
+    pub interfaces: Vec<String>,
+    /// A pcap or pcapng file replayed in a loop, in real time, as if it arrived on the SPAN
+    /// port. Used by the demo and by test rigs; absent in production.
+    pub replay: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct SftpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct TurnConfig {
+    /// UDP and TCP.
+    pub listen: SocketAddr,
+    pub relay_ports: PortRange,
+}
+
+impl Config {
+    /// Reads, parses and checks the file at `path`, including that the data directory is
+    /// usable by this process.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
+        let config = Config::parse(&text, &path.display().to_string(), &base_dir)?;
+        config.check_environment(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text. `origin` names the text in messages (usually the
+    /// file's path); relative paths in it are resolved against `base_dir`.
+    pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|err: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.to_owned(),
+                    message: err.to_string().trim_end().to_owned(),
+                })?;
+        read::config(&table, base_dir).map_err(|problems| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        })
+    }
+
+    /// The checks that look at this machine rather than at the text: today, that the data
+    /// directory is (or can be made) a directory this process may read and write.
+    pub fn check_environment(&self, origin: &str) -> Result<(), ConfigError> {
+        values::usable_directory(&self.storage.data_dir).map_err(|reason| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems: vec![Problem {
+                key: "storage.data_dir".to_owned(),
+                value: Some(toml::Value::String(
+                    self.storage.data_dir.display().to_string(),
+                )),
+                reason,
+            }],
+        })
+    }
+
+    /// The configuration in force, defaults included, as TOML. `tapline check-config` prints
+    /// it so an administrator sees what the daemon will actually do.
+    pub fn effective_toml(&self) -> String {
+        let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let list = |items: &[String]| {
+            toml::Value::Array(items.iter().cloned().map(toml::Value::String).collect()).to_string()
+        };
+        let mut out = String::new();
+        out += &format!(
+            "[tenant]\nname = {}\ntimezone = {}\n\n",
+            quote(&self.tenant.name),
+            quote(&self.tenant.timezone_name)
+        );
+        out += &format!(
+            "[storage]\ndata_dir = {}\n\n",
+            quote(&self.storage.data_dir.display().to_string())
+        );
+        out += &format!(
+            "[capture]\ninterfaces = {}\n",
+            list(&self.capture.interfaces)
+        );
+        if let Some(replay) = &self.capture.replay {
+            out += &format!("replay = {}\n", quote(&replay.display().to_string()));
+        }
+        out += &format!(
+            "\n[web]\nlisten = {}\n\n",
+            quote(&self.web.listen.to_string())
+        );
+        out += &format!(
+            "[sftp]\nlisten = {}\n\n",
+            quote(&self.sftp.listen.to_string())
+        );
+        out += &format!(
+            "[turn]\nlisten = {}\nrelay_ports = {}\n",
+            quote(&self.turn.listen.to_string()),
+            quote(&self.turn.relay_ports.to_string())
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

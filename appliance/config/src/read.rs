@@ -1,0 +1,348 @@
+//! The schema: which sections and keys exist, their defaults, and how each value is read.
+//!
+//! A [`Section`] hands out typed values and remembers which keys it was asked for, so that
+//! whatever is left over is reported as an unknown key: a misspelt key is an error, never a
+//! silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use toml::{Table, Value};
+
+use crate::values::{self, PortRange};
+use crate::{
+    CaptureConfig, Config, Problem, SftpConfig, StorageConfig, TenantConfig, TurnConfig, WebConfig,
+};
+
+const SECTIONS: &[&str] = &["tenant", "storage", "capture", "web", "sftp", "turn"];
+
+pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    for (key, value) in root {
+        if !SECTIONS.contains(&key.as_str()) {
+            problems.push(unknown_key(key, value, SECTIONS));
+        }
+    }
+
+    let mut tenant = Section::new(root, "tenant");
+    let name = tenant.required_string("name", values::tenant_name);
+    let timezone = tenant.string_or(
+        "timezone",
+        values::time_zone("UTC").expect("UTC is in every time-zone database"),
+        values::time_zone,
+    );
+    tenant.finish(&mut problems);
+
+    let mut storage = Section::new(root, "storage");
+    let data_dir = storage.string_or("data_dir", "/var/lib/tapline".into(), |s| {
+        values::directory(s, base_dir)
+    });
+    storage.finish(&mut problems);
+
+    let mut capture = Section::new(root, "capture");
+    let interfaces = capture.string_list("interfaces", values::interface_name);
+    let interfaces =
+        interfaces.and_then(|names| capture.check("interfaces", names, |n| values::distinct(n)));
+    let replay = capture.optional_string("replay", |s| values::file(s, base_dir));
+    capture.finish(&mut problems);
+
+    let mut web = Section::new(root, "web");
+    let web_listen = web.string_or("listen", ([0, 0, 0, 0], 443).into(), values::socket_addr);
+    web.finish(&mut problems);
+
+    let mut sftp = Section::new(root, "sftp");
+    let sftp_listen = sftp.string_or("listen", ([0, 0, 0, 0], 22).into(), values::socket_addr);
+    sftp.finish(&mut problems);
+
+    let mut turn = Section::new(root, "turn");
+    let turn_listen = turn.string_or("listen", ([0, 0, 0, 0], 3478).into(), values::socket_addr);
+    let relay_ports = turn.string_or(
+        "relay_ports",
+        PortRange {
+            first: 49152,
+            last: 65535,
+        },
+        values::port_range,
+    );
+    turn.finish(&mut problems);
+
+    if let (Some(web), Some(sftp), Some(turn)) = (web_listen, sftp_listen, turn_listen) {
+        let listeners = [
+            ("web.listen", web),
+            ("sftp.listen", sftp),
+            ("turn.listen", turn),
+        ];
+        problems.extend(listener_clashes(&listeners));
+        if let Some(range) = relay_ports
+            && range.contains(turn.port())
+        {
+            problems.push(Problem {
+                key: "turn.relay_ports".to_owned(),
+                value: Some(Value::String(range.to_string())),
+                reason: format!(
+                    "includes the TURN listening port {} (`turn.listen`)",
+                    turn.port()
+                ),
+            });
+        }
+    }
+
+    match (
+        name,
+        timezone,
+        data_dir,
+        interfaces,
+        replay,
+        web_listen,
+        sftp_listen,
+        turn_listen,
+        relay_ports,
+    ) {
+        (
+            Some(name),
+            Some((timezone_name, timezone)),
+            Some(data_dir),
+            Some(interfaces),
+            Some(replay),
+            Some(web_listen),
+            Some(sftp_listen),
+            Some(turn_listen),
+            Some(relay_ports),
+        ) if problems.is_empty() => Ok(Config {
+            tenant: TenantConfig {
+                name,
+                timezone,
+                timezone_name,
+            },
+            storage: StorageConfig { data_dir },
+            capture: CaptureConfig { interfaces, replay },
+            web: WebConfig { listen: web_listen },
+            sftp: SftpConfig {
+                listen: sftp_listen,
+            },
+            turn: TurnConfig {
+                listen: turn_listen,
+                relay_ports,
+            },
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// Two services cannot listen on the same port of overlapping addresses; TCP and UDP are not
+/// told apart because TURN listens on both.
+fn listener_clashes(listeners: &[(&str, SocketAddr)]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, (key, addr)) in listeners.iter().enumerate() {
+        let clash = listeners[..i].iter().find(|(_, earlier)| {
+            addr.port() != 0
+                && earlier.port() == addr.port()
+                && (addr.ip().is_unspecified()
+                    || earlier.ip().is_unspecified()
+                    || addr.ip() == earlier.ip())
+        });
+        if let Some((earlier_key, _)) = clash {
+            problems.push(Problem {
+                key: (*key).to_owned(),
+                value: Some(Value::String(addr.to_string())),
+                reason: format!("uses the same port as `{earlier_key}`"),
+            });
+        }
+    }
+    problems
+}
+
+fn unknown_key(key: &str, value: &Value, known: &[&str]) -> Problem {
+    Problem {
+        key: key.to_owned(),
+        value: Some(value.clone()),
+        reason: format!(
+            "unknown key (known keys here: {})",
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// One `[section]` of the file, read key by key.
+struct Section<'t> {
+    name: &'static str,
+    table: Option<&'t Table>,
+    asked: Vec<&'static str>,
+    problems: Vec<Problem>,
+    malformed: bool,
+}
+
+impl<'t> Section<'t> {
+    fn new(root: &'t Table, name: &'static str) -> Section<'t> {
+        let mut section = Section {
+            name,
+            table: None,
+            asked: Vec::new(),
+            problems: Vec::new(),
+            malformed: false,
+        };
+        match root.get(name) {
+            None => {}
+            Some(Value::Table(table)) => section.table = Some(table),
+            Some(other) => {
+                section.malformed = true;
+                section.problems.push(Problem {
+                    key: name.to_owned(),
+                    value: Some(other.clone()),
+                    reason: format!("expected a table `[{name}]`, found {}", other.type_str()),
+                });
+            }
+        }
+        section
+    }
+
+    fn value(&mut self, key: &'static str) -> Option<&'t Value> {
+        self.asked.push(key);
+        self.table?.get(key)
+    }
+
+    fn problem(&mut self, key: &str, value: Option<&Value>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            key: format!("{}.{key}", self.name),
+            value: value.cloned(),
+            reason: reason.into(),
+        });
+    }
+
+    /// A string that must be present.
+    fn required_string<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match self.value(key) {
+            // A section that is not a table has been reported already.
+            None if self.malformed => None,
+            None => {
+                self.problem(key, None, "is required but missing");
+                None
+            }
+            Some(value) => self.parse_string(key, value, parse),
+        }
+    }
+
+    /// A string with a default; `None` means the key was present but unusable.
+    fn string_or<T>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match self.value(key) {
+            None => Some(default),
+            Some(value) => self.parse_string(key, value, parse),
+        }
+    }
+
+    /// A string that may be absent; the outer `None` means present but unusable.
+    fn optional_string<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        match self.value(key) {
+            None => Some(None),
+            Some(value) => self.parse_string(key, value, parse).map(Some),
+        }
+    }
+
+    /// A list of strings, empty when absent.
+    fn string_list<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        let items = match self.value(key) {
+            None => return Some(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                let reason = format!("expected a list of strings, found {}", other.type_str());
+                self.problem(key, Some(other), reason);
+                return None;
+            }
+        };
+        let mut parsed = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (index, item) in items.iter().enumerate() {
+            let item_key = format!("{key}[{index}]");
+            match item {
+                Value::String(s) => match parse(s) {
+                    Ok(value) => parsed.push(value),
+                    Err(reason) => {
+                        self.problem(&item_key, Some(item), reason);
+                        ok = false;
+                    }
+                },
+                other => {
+                    let reason = format!("expected a string, found {}", other.type_str());
+                    self.problem(&item_key, Some(other), reason);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(parsed)
+    }
+
+    /// A further check on a value already read, reported against the same key.
+    fn check<T>(
+        &mut self,
+        key: &'static str,
+        value: T,
+        check: impl FnOnce(&T) -> Result<(), String>,
+    ) -> Option<T> {
+        match check(&value) {
+            Ok(()) => Some(value),
+            Err(reason) => {
+                let shown = self.table.and_then(|t| t.get(key));
+                self.problem(key, shown, reason);
+                None
+            }
+        }
+    }
+
+    fn parse_string<T>(
+        &mut self,
+        key: &'static str,
+        value: &Value,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let Value::String(text) = value else {
+            self.problem(
+                key,
+                Some(value),
+                format!("expected a string, found {}", value.type_str()),
+            );
+            return None;
+        };
+        match parse(text) {
+            Ok(parsed) => Some(parsed),
+            Err(reason) => {
+                self.problem(key, Some(value), reason);
+                None
+            }
+        }
+    }
+
+    /// Reports keys nobody asked for, and hands over every problem found in this section.
+    fn finish(mut self, problems: &mut Vec<Problem>) {
+        if let Some(table) = self.table {
+            for (key, value) in table {
+                if !self.asked.contains(&key.as_str()) {
+                    let mut problem = unknown_key(key, value, &self.asked);
+                    problem.key = format!("{}.{key}", self.name);
+                    self.problems.push(problem);
+                }
+            }
+        }
+        problems.append(&mut self.problems);
+    }
+}

@@ -1,0 +1,277 @@
+use std::path::Path;
+
+use super::*;
+
+const MINIMAL: &str = "[tenant]\nname = \"AcmeJets\"\n";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "tapline.toml", Path::new("/etc/tapline"))
+}
+
+/// Checks that `text` is refused with exactly `expected` as the message.
+#[track_caller]
+fn check_error(text: &str, expected: &str) {
+    match parse(text) {
+        Ok(config) => panic!("accepted, expected an error:\n{text}\n{config:?}"),
+        Err(err) => assert_eq!(err.to_string(), expected, "for input:\n{text}"),
+    }
+}
+
+#[test]
+fn defaults_fill_everything_but_the_tenant_name() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.tenant.name, "AcmeJets");
+    assert_eq!(config.tenant.timezone_name, "UTC");
+    assert_eq!(config.storage.data_dir, Path::new("/var/lib/tapline"));
+    assert!(config.capture.interfaces.is_empty());
+    assert_eq!(config.capture.replay, None);
+    assert_eq!(config.web.listen.to_string(), "0.0.0.0:443");
+    assert_eq!(config.sftp.listen.to_string(), "0.0.0.0:22");
+    assert_eq!(config.turn.listen.to_string(), "0.0.0.0:3478");
+    assert_eq!(
+        config.turn.relay_ports,
+        PortRange {
+            first: 49152,
+            last: 65535
+        }
+    );
+}
+
+#[test]
+fn the_documented_example_parses() {
+    let text = r#"
+        [tenant]
+        name = "AcmeJets"
+        timezone = "America/Los_Angeles"
+        [storage]
+        data_dir = "/var/lib/tapline"
+        [capture]
+        interfaces = ["span0", "span1"]
+        [web]
+        listen = "0.0.0.0:443"
+        [sftp]
+        listen = "[::]:22"
+        [turn]
+        listen = "0.0.0.0:3478"
+        relay_ports = "49152-65535"
+    "#;
+    let config = parse(text).unwrap();
+    assert_eq!(
+        config.tenant.timezone.iana_name(),
+        Some("America/Los_Angeles")
+    );
+    assert_eq!(config.capture.interfaces, ["span0", "span1"]);
+    assert_eq!(config.sftp.listen.to_string(), "[::]:22");
+}
+
+#[test]
+fn relative_data_dir_is_taken_from_the_config_files_directory() {
+    let config = parse(&format!("{MINIMAL}[storage]\ndata_dir = \"var/demo\"\n")).unwrap();
+    assert_eq!(config.storage.data_dir, Path::new("/etc/tapline/var/demo"));
+}
+
+#[test]
+fn effective_toml_reads_back_to_the_same_config() {
+    let text = format!("{MINIMAL}timezone = \"Asia/Kolkata\"\n[web]\nlisten = \"127.0.0.1:0\"\n");
+    let config = parse(&text).unwrap();
+    let again = parse(&config.effective_toml()).unwrap();
+    assert_eq!(again.effective_toml(), config.effective_toml());
+    assert_eq!(again.tenant.timezone_name, "Asia/Kolkata");
+}
+
+#[test]
+fn port_zero_means_any_free_port() {
+    let text =
+        format!("{MINIMAL}[web]\nlisten = \"127.0.0.1:0\"\n[sftp]\nlisten = \"127.0.0.1:0\"\n");
+    assert_eq!(parse(&text).unwrap().web.listen.port(), 0);
+}
+
+#[test]
+fn each_bad_value_names_key_value_and_reason() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[tenant]\nname = \"x\"\ntimezone = \"Mars/Olympus_Mons\"\n",
+            "tapline.toml: key `tenant.timezone` = \"Mars/Olympus_Mons\": not a known IANA time \
+             zone name (for example \"UTC\", \"Europe/London\" or \"America/Los_Angeles\")",
+        ),
+        (
+            "[tenant]\nname = \"x\"\ntimezone = \"+05:00\"\n",
+            "tapline.toml: key `tenant.timezone` = \"+05:00\": not a known IANA time zone name \
+             (for example \"UTC\", \"Europe/London\" or \"America/Los_Angeles\")",
+        ),
+        (
+            "[tenant]\ntimezone = \"UTC\"\n",
+            "tapline.toml: key `tenant.name`: is required but missing",
+        ),
+        (
+            "[tenant]\nname = \"Acme Jets\"\n",
+            "tapline.toml: key `tenant.name` = \"Acme Jets\": must be 1 to 64 letters, digits, \
+             '.', '_' or '-', starting with a letter or digit (it is also the SFTP login name)",
+        ),
+        (
+            "[tenant]\nname = 42\n",
+            "tapline.toml: key `tenant.name` = 42: expected a string, found integer",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[turn]\nrelay_ports = \"65535-49152\"\n",
+            "tapline.toml: key `turn.relay_ports` = \"65535-49152\": the range is upside down: \
+             65535 is above 49152",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[turn]\nrelay_ports = \"0-100\"\n",
+            "tapline.toml: key `turn.relay_ports` = \"0-100\": \"0\" is not a port number from 1 \
+             to 65535",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[turn]\nrelay_ports = 49152\n",
+            "tapline.toml: key `turn.relay_ports` = 49152: expected a string, found integer",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[turn]\nrelay_ports = \"3000-4000\"\n",
+            "tapline.toml: key `turn.relay_ports` = \"3000-4000\": includes the TURN listening \
+             port 3478 (`turn.listen`)",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[web]\nlisten = \"localhost:443\"\n",
+            "tapline.toml: key `web.listen` = \"localhost:443\": expected an IP address and port \
+             such as \"0.0.0.0:443\" or \"[::]:443\" (port 0 picks a free port)",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[sftp]\nlisten = \"127.0.0.1:443\"\n",
+            "tapline.toml: key `sftp.listen` = \"127.0.0.1:443\": uses the same port as \
+             `web.listen`",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[capture]\ninterfaces = \"span0\"\n",
+            "tapline.toml: key `capture.interfaces` = \"span0\": expected a list of strings, \
+             found string",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[capture]\ninterfaces = [\"span0\", \"a/b\"]\n",
+            "tapline.toml: key `capture.interfaces[1]` = \"a/b\": not a network interface name \
+             (1 to 15 characters, no '/', ':' or spaces)",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[capture]\ninterfaces = [\"span0\", \"span0\"]\n",
+            "tapline.toml: key `capture.interfaces` = [\"span0\", \"span0\"]: lists interface \
+             \"span0\" twice",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[capture]\nreplay = \"/nonexistent/calls.pcap\"\n",
+            "tapline.toml: key `capture.replay` = \"/nonexistent/calls.pcap\": cannot open \
+             /nonexistent/calls.pcap: No such file or directory (os error 2)",
+        ),
+        (
+            "[tenant]\nname = \"x\"\n[storage]\ndata_dir = \"\"\n",
+            "tapline.toml: key `storage.data_dir` = \"\": must not be empty",
+        ),
+    ];
+    for (text, expected) in cases {
+        check_error(text, expected);
+    }
+}
+
+#[test]
+fn unknown_keys_and_sections_are_refused() {
+    check_error(
+        "[tenant]\nname = \"x\"\ntimezon = \"UTC\"\n",
+        "tapline.toml: key `tenant.timezon` = \"UTC\": unknown key (known keys here: `name`, \
+         `timezone`)",
+    );
+    check_error(
+        "[tenant]\nname = \"x\"\n[recorder]\nformat = \"wav\"\n",
+        "tapline.toml: key `recorder` = { format = \"wav\" }: unknown key (known keys here: \
+         `tenant`, `storage`, `capture`, `web`, `sftp`, `turn`)",
+    );
+    check_error(
+        "tenant = \"AcmeJets\"\n",
+        "tapline.toml: key `tenant` = \"AcmeJets\": expected a table `[tenant]`, found string",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    check_error(
+        "[tenant]\nname = \"\"\ntimezone = \"Nowhere\"\n[web]\nlisten = \"443\"\n",
+        "tapline.toml: 3 problems:\n  \
+         key `tenant.name` = \"\": must be 1 to 64 letters, digits, '.', '_' or '-', starting \
+         with a letter or digit (it is also the SFTP login name)\n  \
+         key `tenant.timezone` = \"Nowhere\": not a known IANA time zone name (for example \
+         \"UTC\", \"Europe/London\" or \"America/Los_Angeles\")\n  \
+         key `web.listen` = \"443\": expected an IP address and port such as \"0.0.0.0:443\" \
+         or \"[::]:443\" (port 0 picks a free port)",
+    );
+}
+
+#[test]
+fn syntax_errors_carry_the_toml_position() {
+    let err = parse("[tenant\nname = \"x\"\n").unwrap_err().to_string();
+    assert!(err.starts_with("tapline.toml: not valid TOML: "), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn data_dir_that_is_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let text = format!("{MINIMAL}[storage]\ndata_dir = \"{}\"\n", file.display());
+    let config = parse(&text).unwrap();
+    let err = config
+        .check_environment("tapline.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "tapline.toml: key `storage.data_dir` = \"{}\": exists but is not a directory",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn data_dir_under_a_file_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"").unwrap();
+    let data_dir = file.join("data");
+    let text = format!(
+        "{MINIMAL}[storage]\ndata_dir = \"{}\"\n",
+        data_dir.display()
+    );
+    let err = parse(&text)
+        .unwrap()
+        .check_environment("t")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "t: key `storage.data_dir` = \"{}\": does not exist and cannot be created: {} is not \
+             a directory",
+            data_dir.display(),
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn a_missing_data_dir_under_a_writable_parent_is_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{MINIMAL}[storage]\ndata_dir = \"{}/a/b\"\n",
+        dir.path().display()
+    );
+    parse(&text).unwrap().check_environment("t").unwrap();
+}
+
+#[test]
+fn load_names_an_unreadable_file() {
+    let err = Config::load(Path::new("/nonexistent/tapline.toml")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot read config file /nonexistent/tapline.toml"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+}

@@ -1,0 +1,176 @@
+//! How each kind of value is parsed. Every function returns the reason a value is unusable as
+//! a sentence fragment that follows "key `x` = value: ".
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// An inclusive range of UDP ports, written `"first-last"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.last - self.first) + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+pub(crate) fn tenant_name(s: &str) -> Result<String, String> {
+    let well_formed = (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if well_formed {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit \
+             (it is also the SFTP login name)"
+                .to_owned(),
+        )
+    }
+}
+
+/// An IANA time-zone name, looked up in the system's time-zone database.
+pub(crate) fn time_zone(s: &str) -> Result<(String, jiff::tz::TimeZone), String> {
+    jiff::tz::TimeZone::get(s)
+        .map(|tz| (s.to_owned(), tz))
+        .map_err(|_| {
+            "not a known IANA time zone name (for example \"UTC\", \"Europe/London\" or \
+         \"America/Los_Angeles\")"
+                .to_owned()
+        })
+}
+
+/// A directory path; relative paths are taken relative to `base_dir`.
+pub(crate) fn directory(s: &str, base_dir: &Path) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(base_dir.join(s))
+}
+
+/// A file that must exist now (it is read, never written).
+pub(crate) fn file(s: &str, base_dir: &Path) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    let path = base_dir.join(s);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(path),
+        Ok(_) => Err(format!("{} is not a regular file", path.display())),
+        Err(err) => Err(format!("cannot open {}: {err}", path.display())),
+    }
+}
+
+/// A Linux network interface name, as the kernel accepts it.
+pub(crate) fn interface_name(s: &str) -> Result<String, String> {
+    const IFNAMSIZ: usize = 16;
+    let well_formed = !s.is_empty()
+        && s.len() < IFNAMSIZ
+        && s != "."
+        && s != ".."
+        && !s
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if well_formed {
+        Ok(s.to_owned())
+    } else {
+        Err("not a network interface name (1 to 15 characters, no '/', ':' or spaces)".to_owned())
+    }
+}
+
+pub(crate) fn distinct(names: &[String]) -> Result<(), String> {
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(format!("lists interface \"{name}\" twice"));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        "expected an IP address and port such as \"0.0.0.0:443\" or \"[::]:443\" \
+         (port 0 picks a free port)"
+            .to_owned()
+    })
+}
+
+pub(crate) fn port_range(s: &str) -> Result<PortRange, String> {
+    let shape = || "expected two ports such as \"49152-65535\"".to_owned();
+    let (first, last) = s.split_once('-').ok_or_else(shape)?;
+    let port = |p: &str| -> Result<u16, String> {
+        match p.trim().parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!(
+                "\"{}\" is not a port number from 1 to 65535",
+                p.trim()
+            )),
+            Ok(port) => Ok(port),
+        }
+    };
+    let (first, last) = (port(first)?, port(last)?);
+    if first > last {
+        return Err(format!("the range is upside down: {first} is above {last}"));
+    }
+    Ok(PortRange { first, last })
+}
+
+/// Can this process use `dir` as its data directory, creating it if needed?
+pub(crate) fn usable_directory(dir: &Path) -> Result<(), String> {
+    use rustix::fs::{Access, access};
+    let needed = Access::READ_OK | Access::WRITE_OK | Access::EXEC_OK;
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err("exists but is not a directory".to_owned()),
+        Ok(_) => access(dir, needed).map_err(|err| {
+            format!(
+                "is not readable and writable by this user: {}",
+                std::io::Error::from(err)
+            )
+        }),
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            // It will be created at start: the nearest existing ancestor must allow that.
+            let ancestor = dir
+                .ancestors()
+                .skip(1)
+                .find(|a| std::fs::symlink_metadata(a).is_ok())
+                .unwrap_or(Path::new("/"));
+            match std::fs::metadata(ancestor) {
+                Ok(meta) if meta.is_dir() => access(ancestor, needed).map_err(|err| {
+                    format!(
+                        "does not exist and cannot be created: {} is not writable: {}",
+                        ancestor.display(),
+                        std::io::Error::from(err)
+                    )
+                }),
+                _ => Err(format!(
+                    "does not exist and cannot be created: {} is not a directory",
+                    ancestor.display()
+                )),
+            }
+        }
+        Err(err) => Err(format!("cannot be examined: {err}")),
+    }
+}

@@ -1,0 +1,94 @@
+//! The schema's history. `PRAGMA user_version` holds the number of the last migration applied;
+//! `schema_migrations` records when each was applied, for support.
+//!
+//! **A migration, once released, is never edited**: a later change is a new migration. New
+//! ones are appended to [`MIGRATIONS`] with the next number.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::{APPLICATION_ID, StoreError};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "accounts",
+    sql: include_str!("../migrations/0001_accounts.sql"),
+}];
+
+pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
+
+pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Refuses a file this release must not touch, and returns the schema version it is at.
+/// Reads only: nothing is written before this has passed.
+pub(crate) fn check_ownership(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
+    let application_id: i32 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+    let found = user_version(conn)?;
+    let has_tables: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_schema)", [], |row| {
+            row.get(0)
+        })?;
+    let fresh = application_id == 0 && found == 0 && !has_tables;
+    if application_id != APPLICATION_ID && !fresh {
+        return Err(StoreError::ForeignDatabase {
+            path: path.to_path_buf(),
+            found: application_id,
+        });
+    }
+    if found > LATEST_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: LATEST_VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Applies the migrations after version `found`, each in its own transaction.
+pub(crate) fn apply(conn: &mut Connection, found: u32) -> Result<(), StoreError> {
+    for migration in &MIGRATIONS[found as usize..] {
+        let failed = |source| StoreError::Migration {
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        let tx = conn.transaction().map_err(failed)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TEXT NOT NULL
+             ) STRICT;",
+        )
+        .map_err(failed)?;
+        tx.execute_batch(migration.sql).map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at)
+             VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            (migration.version, migration.name),
+        )
+        .map_err(failed)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(failed)?;
+        tx.pragma_update(None, "user_version", migration.version)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "database migrated"
+        );
+    }
+    Ok(())
+}

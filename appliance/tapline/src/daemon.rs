@@ -1,0 +1,197 @@
+//! `tapline run`: every service under one supervisor, for as long as systemd wants us.
+//!
+//! The lifecycle, in order:
+//! 1. Read the config, prepare the data directory, open (and migrate) the database, load or
+//!    make the TLS certificate. A failure here exits non-zero before anything listens.
+//! 2. Start the services. When every one has bound its listeners: `READY=1` to systemd, one
+//!    `listening:` line per endpoint on stdout, and the watchdog loop starts.
+//! 3. `STATUS=` follows every change of a service's state.
+//! 4. SIGTERM or SIGINT: `STOPPING=1`, every service drains (open recordings are finalised,
+//!    connections finish), the database is checkpointed into one file, exit 0.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use tapline_config::Config;
+use tapline_runtime::{CancellationToken, Notifier, RestartPolicy, Supervisor, SupervisorHandle};
+use tapline_store::Store;
+use tapline_web::{Web, WebState};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::capture;
+
+pub(crate) fn run_from_file(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    run(config, |_| {})
+}
+
+/// Runs the daemon; `on_ready` is called once, when every service is ready.
+pub(crate) fn run(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tapline")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config, on_ready))
+}
+
+async fn serve(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env();
+    let data_dir = config.storage.data_dir.clone();
+    tapline_provisioning::prepare_data_dir(&data_dir)?;
+    let store = {
+        let data_dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open_in(&data_dir)).await??
+    };
+    let store = Arc::new(store);
+
+    let mut registry = Registry::with_prefix("tapline");
+    registry.register(
+        "build",
+        "Version of the running Tapline",
+        Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
+    let mut supervisor = Supervisor::new(RestartPolicy::default(), &mut registry);
+
+    if let Some(path) = config.capture.replay.clone() {
+        let counters = capture::Counters::register(&mut registry, "replay");
+        supervisor.add("capture", move |ctx| {
+            capture::replay(ctx, path.clone(), counters.clone())
+        });
+    }
+    if !config.capture.interfaces.is_empty() {
+        tracing::warn!(
+            interfaces = ?config.capture.interfaces,
+            "`capture.interfaces` is set, but this build captures only from `capture.replay`; \
+             no live SPAN capture is running"
+        );
+    }
+
+    let cert_paths = tapline_web::tls::CertPaths::in_data_dir(&data_dir);
+    let (tls, _) = tapline_web::tls::load_or_create(
+        &cert_paths,
+        &tapline_web::tls::default_names(config.web.listen),
+    )?;
+    let web = Web {
+        listen: config.web.listen,
+        tls,
+        state: WebState {
+            supervisor: supervisor.handle(),
+            store: store.clone(),
+            metrics: Arc::new(registry),
+        },
+    };
+    supervisor.add("web", move |ctx| tapline_web::run(ctx, web.clone()));
+
+    let handle = supervisor.handle();
+    let shutdown = CancellationToken::new();
+    let services = tokio::spawn(supervisor.run(shutdown.clone()));
+    let mut stop = StopSignals::new()?;
+    notifier.status("starting");
+
+    let ready = tokio::select! {
+        () = handle.wait_all_ready() => true,
+        name = stop.recv() => {
+            tracing::info!(signal = name, "asked to stop while starting");
+            false
+        }
+    };
+    if ready {
+        announce(&handle, &notifier);
+        on_ready(&handle);
+        spawn_status_updates(handle.clone(), notifier.clone(), shutdown.clone());
+        if let Some(interval) = notifier.watchdog_interval() {
+            spawn_watchdog(interval, store.clone(), notifier.clone(), shutdown.clone());
+        }
+        let name = stop.recv().await;
+        tracing::info!(signal = name, "stopping: finishing open work");
+    }
+
+    notifier.stopping("stopping: finishing open work");
+    shutdown.cancel();
+    services.await.context("the supervisor failed")?;
+    let checkpoint_store = store.clone();
+    tokio::task::spawn_blocking(move || checkpoint_store.checkpoint())
+        .await?
+        .context("cannot checkpoint the database")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// READY=1 and the endpoints, for systemd and for whoever started us by hand.
+fn announce(handle: &SupervisorHandle, notifier: &Notifier) {
+    let summary = handle.summary();
+    notifier.ready(&summary);
+    for status in handle.statuses() {
+        for endpoint in &status.endpoints {
+            println!("listening: {} {endpoint}", status.name);
+        }
+    }
+    tracing::info!(status = %summary, "ready");
+}
+
+fn spawn_status_updates(handle: SupervisorHandle, notifier: Notifier, shutdown: CancellationToken) {
+    let mut changes = handle.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+            notifier.status(&handle.summary());
+        }
+    });
+}
+
+fn spawn_watchdog(
+    interval: std::time::Duration,
+    store: Arc<Store>,
+    notifier: Notifier,
+    shutdown: CancellationToken,
+) {
+    tracing::info!(
+        interval_ms = interval.as_millis() as u64,
+        "systemd watchdog enabled"
+    );
+    let check = move || {
+        let store = store.clone();
+        async move {
+            match tokio::task::spawn_blocking(move || store.ping()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(format!("database does not answer: {err}")),
+                Err(err) => Err(format!("database check failed: {err}")),
+            }
+        }
+    };
+    tokio::spawn(tapline_runtime::watchdog::run(
+        interval,
+        check,
+        move || notifier.watchdog(),
+        shutdown,
+    ));
+}
+
+/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) both mean: drain and exit.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<StopSignals> {
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `tapline`: the appliance daemon (`tapline run`) and the tools around it.
+
+mod capture;
+mod cli;
+mod daemon;
+mod demo;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Exit status for a problem that restarting will not fix (bad config, a database from a newer
+/// release): sysexits' EX_CONFIG. The systemd unit lists it in RestartPreventExitStatus=, so a
+/// broken appliance says so once instead of restarting in a loop.
+pub(crate) const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run => logging::init().and_then(|()| daemon::run_from_file(&cli.config)),
+        Command::Demo(args) => logging::init().and_then(|()| demo::run(&cli, args)),
+        Command::CheckConfig => cli::check_config(&cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The whole chain, once, here where it is handled.
+            eprintln!("tapline: {err:#}");
+            if err.chain().any(is_config_problem) {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn is_config_problem(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.is::<tapline_config::ConfigError>()
+        || matches!(
+            err.downcast_ref::<tapline_store::StoreError>(),
+            Some(
+                tapline_store::StoreError::NewerSchema { .. }
+                    | tapline_store::StoreError::ForeignDatabase { .. }
+            )
+        )
+}
