@@ -384,8 +384,20 @@ impl SupervisorHandle {
 
     /// Resolves once every service has said it is ready (or at once when there are none).
     pub async fn wait_all_ready(&self) {
+        self.wait_until(|s| s.ready).await;
+    }
+
+    /// Resolves once every service has had its first go: it is ready, or it has failed and
+    /// is being restarted. The daemon reports itself started at this point, so that one
+    /// service that cannot start (a missing capture interface, say) does not hold the others
+    /// hostage; it shows as restarting in the status line and in `/health` instead.
+    pub async fn wait_started(&self) {
+        self.wait_until(|s| s.ready || s.restarts > 0).await;
+    }
+
+    async fn wait_until(&self, done: impl Fn(&ServiceStatus) -> bool) {
         let mut changes = self.shared.changes.subscribe();
-        while !self.statuses().iter().all(|s| s.ready) {
+        while !self.statuses().iter().all(&done) {
             if changes.changed().await.is_err() {
                 return;
             }

@@ -131,10 +131,13 @@ impl Store {
         f(&conn)
     }
 
-    /// A cheap query that proves the database answers; the health check uses it.
-    pub fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
-            .map_err(StoreError::from)
+    /// Proves the database would take a write now: takes the write lock and lets it go,
+    /// writing nothing. The health check uses it, because an appliance whose database still
+    /// reads but cannot be written would be losing recordings.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        Ok(())
     }
 
     /// Folds the write-ahead log back into the main file and truncates it, so the database is

@@ -1,4 +1,5 @@
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 
@@ -172,7 +173,10 @@ fn many_threads_read_at_once_through_the_capped_pool() {
         for _ in 0..(MAX_READERS * 3) {
             scope.spawn(|| {
                 for _ in 0..20 {
-                    store.ping().unwrap();
+                    let one: u32 = store
+                        .read(|c| c.query_row("SELECT 1", [], |r| r.get(0)))
+                        .unwrap();
+                    assert_eq!(one, 1);
                 }
             });
         }
@@ -195,4 +199,29 @@ fn checkpoint_empties_the_write_ahead_log() {
     assert!(std::fs::metadata(&wal).unwrap().len() > 0);
     store.checkpoint().unwrap();
     assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+}
+
+#[test]
+fn check_writable_fails_while_another_process_holds_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in(dir.path()).unwrap();
+    store.check_writable().unwrap();
+    let other = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+    other.busy_timeout(Duration::ZERO).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    // The store waits BUSY_TIMEOUT for the lock; release it before that to see both sides.
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            store.check_writable().unwrap();
+            started.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        other.execute_batch("COMMIT;").unwrap();
+        let waited = waiter.join().unwrap();
+        assert!(
+            waited >= Duration::from_millis(250),
+            "it waited for the lock: {waited:?}"
+        );
+    });
 }

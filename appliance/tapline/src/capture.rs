@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
+use tapline_capture::CaptureFile;
 use tapline_runtime::{BoxError, ServiceContext};
 
 /// Per-source counters, exported as `tapline_capture_frames_total{source=...}` and
@@ -38,6 +39,10 @@ pub(crate) async fn replay(
     path: PathBuf,
     counters: Counters,
 ) -> Result<(), BoxError> {
+    // Ready only once the file is known to hold frames: a damaged replay file shows as a
+    // failing capture service, not as one that serves nothing.
+    let probe = path.clone();
+    tokio::task::spawn_blocking(move || CaptureFile::open(&probe)?.next_frame(|_| {})).await??;
     ctx.set_ready_at(vec![format!("replay of {}", path.display())]);
     tapline_capture::replay(&path, ctx.shutdown(), |frame| {
         counters.frames.inc();

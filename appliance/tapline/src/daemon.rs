@@ -3,14 +3,16 @@
 //! The lifecycle, in order:
 //! 1. Read the config, prepare the data directory, open (and migrate) the database, load or
 //!    make the TLS certificate. A failure here exits non-zero before anything listens.
-//! 2. Start the services. When every one has bound its listeners: `READY=1` to systemd, one
-//!    `listening:` line per endpoint on stdout, and the watchdog loop starts.
+//! 2. Start the services. When every one has bound its listeners (or, failing that, is being
+//!    restarted, which the status line then says): `READY=1` to systemd, one `listening:` line
+//!    per endpoint on stdout, and the watchdog loop starts.
 //! 3. `STATUS=` follows every change of a service's state.
 //! 4. SIGTERM or SIGINT: `STOPPING=1`, every service drains (open recordings are finalised,
 //!    connections finish), the database is checkpointed into one file, exit 0.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use prometheus_client::metrics::info::Info;
@@ -93,7 +95,7 @@ async fn serve(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyh
     notifier.status("starting");
 
     let ready = tokio::select! {
-        () = handle.wait_all_ready() => true,
+        () = handle.wait_started() => true,
         name = stop.recv() => {
             tracing::info!(signal = name, "asked to stop while starting");
             false
@@ -156,13 +158,27 @@ fn spawn_watchdog(
         interval_ms = interval.as_millis() as u64,
         "systemd watchdog enabled"
     );
+    // A check still waiting on the database when the next one is due counts as a failure,
+    // and does not start another: checks never pile up behind a stuck lock.
+    let in_flight = Arc::new(AtomicBool::new(false));
     let check = move || {
         let store = store.clone();
+        let in_flight = in_flight.clone();
         async move {
-            match tokio::task::spawn_blocking(move || store.ping()).await {
+            if in_flight.swap(true, Ordering::AcqRel) {
+                return Err("the previous health check is still waiting".to_owned());
+            }
+            let done = in_flight.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let result = store.check_writable();
+                done.store(false, Ordering::Release);
+                result
+            })
+            .await;
+            match result {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(format!("database does not answer: {err}")),
-                Err(err) => Err(format!("database check failed: {err}")),
+                Ok(Err(err)) => Err(format!("the database cannot be written: {err}")),
+                Err(err) => Err(format!("the database check failed: {err}")),
             }
         }
     };

@@ -100,7 +100,7 @@ struct ServiceHealth {
 
 async fn health(State(state): State<WebState>) -> Response {
     let store = state.store.clone();
-    let database = match tokio::task::spawn_blocking(move || store.ping()).await {
+    let database = match tokio::task::spawn_blocking(move || store.check_writable()).await {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(err)) => format!("error: {err}"),
         Err(err) => format!("error: {err}"),

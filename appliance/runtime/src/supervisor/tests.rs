@@ -297,6 +297,35 @@ async fn backoff_starts_over_after_a_stable_run() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn started_means_ready_or_failing_but_not_still_trying_for_the_first_time() {
+    let mut registry = Registry::default();
+    let mut supervisor = Supervisor::new(policy(), &mut registry);
+    supervisor.add("web", steady(Arc::new(AtomicU32::new(0))));
+    supervisor.add("slow", |ctx: ServiceContext| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ctx.set_ready();
+        ctx.shutdown().cancelled().await;
+        Ok(())
+    });
+    supervisor.add("broken", |_ctx: ServiceContext| async {
+        Err::<(), BoxError>("no".into())
+    });
+    let handle = supervisor.handle();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(supervisor.run(shutdown.clone()));
+    let began = Instant::now();
+    handle.wait_started().await;
+    assert_eq!(
+        began.elapsed(),
+        Duration::from_secs(1),
+        "waited for the slow one only"
+    );
+    assert_eq!(handle.summary(), "serving: web, slow; restarting: broken");
+    shutdown.cancel();
+    running.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn summary_names_services_by_state() {
     let mut registry = Registry::default();
     let mut supervisor = Supervisor::new(policy(), &mut registry);

@@ -1,0 +1,75 @@
+//! System packages the tasks need, installed from Debian's archive.
+//!
+//! As root the missing ones are installed with apt-get; otherwise the exact command is printed
+//! and the task stops, because a half-equipped machine gives confusing failures later.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Building Tapline: a C compiler for SQLite (bundled) and ring.
+pub(crate) const BUILD: &[&str] = &["build-essential", "pkg-config"];
+
+/// The peers the tests talk to, none of them ours:
+/// - systemd: `systemd-analyze verify` and `security` on the unit file;
+/// - curl: an independent HTTPS client for /health and /metrics;
+/// - python3-prometheus-client: the Prometheus project's own OpenMetrics parser.
+pub(crate) const TEST: &[&str] = &[
+    "systemd",
+    "curl",
+    "ca-certificates",
+    "python3",
+    "python3-prometheus-client",
+];
+
+pub(crate) fn ensure(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root()? {
+        bail!(
+            "missing Debian packages: {}\nInstall them with:\n  sudo apt-get install -y {}\nthen run \
+             this command again.",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing))?;
+    let still: Vec<&str> = missing.into_iter().filter(|p| !installed(p)).collect();
+    if !still.is_empty() {
+        bail!("apt-get did not install: {}", still.join(" "));
+    }
+    Ok(())
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["--show", "--showformat=${Status}", package])
+        .output()
+        .map(|out| out.status.success() && out.stdout.ends_with(b" installed"))
+        .unwrap_or(false)
+}
+
+fn is_root() -> anyhow::Result<bool> {
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("cannot run `id -u`")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
