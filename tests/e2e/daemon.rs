@@ -124,13 +124,7 @@ fn sigint_before_anything_else_still_stops_cleanly() {
     let appliance = Appliance::new("");
     let mut daemon = appliance.start(None, None);
     daemon.web_url();
-    daemon.signal(Signal::INT);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)).code(),
-        Some(0),
-        "{}",
-        daemon.stderr()
-    );
+    daemon.stop(Signal::INT);
 }
 
 #[test]
@@ -226,8 +220,7 @@ fn a_failing_service_restarts_with_backoff_while_the_web_keeps_serving() {
         "{log}"
     );
 
-    daemon.signal(Signal::TERM);
-    assert_eq!(daemon.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    daemon.stop(Signal::TERM);
 }
 
 #[test]
@@ -254,8 +247,7 @@ fn the_replayed_capture_is_counted_in_metrics() {
         (frames >= 100.0).then_some(frames)
     });
     assert!(frames >= 100.0);
-    daemon.signal(Signal::TERM);
-    assert_eq!(daemon.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    daemon.stop(Signal::TERM);
 }
 
 #[test]
@@ -288,13 +280,7 @@ fn the_watchdog_is_withheld_while_the_database_does_not_answer() {
             .contains("unhealthy; withholding the watchdog beat")
     );
 
-    daemon.signal(Signal::TERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)).code(),
-        Some(0),
-        "{}",
-        daemon.stderr()
-    );
+    daemon.stop(Signal::TERM);
 }
 
 #[test]
@@ -347,6 +333,5 @@ fn the_demo_runs_on_embedded_defaults_and_prints_what_it_serves() {
         })
         .unwrap();
     assert!(must_change, "the printed password is one-time");
-    daemon.signal(Signal::INT);
-    assert_eq!(daemon.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    daemon.stop(Signal::INT);
 }

@@ -94,3 +94,54 @@ fn the_unit_keeps_the_promises_the_daemon_relies_on() {
         assert!(text.lines().any(|l| l == line), "missing `{line}`");
     }
 }
+
+#[test]
+fn sysusers_and_tmpfiles_give_the_daemon_its_user_and_a_config_dir_it_only_reads() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image/systemd");
+    let root = tempfile::tempdir().unwrap();
+    for (source, dir) in [
+        ("tapline.sysusers", "usr/lib/sysusers.d"),
+        ("tapline.tmpfiles", "usr/lib/tmpfiles.d"),
+    ] {
+        std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        std::fs::copy(
+            image.join(source),
+            root.path().join(dir).join("tapline.conf"),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    for (program, args) in [
+        ("systemd-sysusers", vec![]),
+        ("systemd-tmpfiles", vec!["--create"]),
+    ] {
+        let out = peer(program, "systemd")
+            .arg(format!("--root={}", root.path().display()))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap();
+    let user = passwd
+        .lines()
+        .find(|l| l.starts_with("tapline:"))
+        .expect("a tapline user");
+    let fields: Vec<&str> = user.split(':').collect();
+    assert_eq!(fields[5], "/var/lib/tapline");
+    assert!(fields[6].ends_with("nologin"), "no login shell: {user}");
+    let gid: u32 = fields[3].parse().unwrap();
+
+    let config_dir = std::fs::metadata(root.path().join("etc/tapline")).unwrap();
+    assert_eq!(config_dir.permissions().mode() & 0o777, 0o750);
+    assert_eq!(
+        (config_dir.uid(), config_dir.gid()),
+        (0, gid),
+        "root:tapline"
+    );
+}

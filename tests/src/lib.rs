@@ -202,6 +202,18 @@ impl Daemon {
         rustix::process::kill_process(pid, signal).unwrap();
     }
 
+    /// Sends `signal` and checks that the daemon drains and exits 0 within 30 s.
+    pub fn stop(&mut self, signal: rustix::process::Signal) {
+        self.signal(signal);
+        let status = self.wait_exit(Duration::from_secs(30));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "after {signal:?}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
     /// Waits for the process to exit; panics (after killing it) if it does not in time.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;

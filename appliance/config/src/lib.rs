@@ -6,7 +6,7 @@
 //! fixes a file in one pass instead of one restart per mistake.
 //!
 //! [`Config::parse`] is pure apart from the time-zone database lookup; [`Config::load`] adds the
-//! checks that need the file system (is the data directory usable?).
+//! checks that need the file system (is the data directory usable, the replay file readable?).
 
 mod error;
 mod read;
@@ -105,19 +105,36 @@ impl Config {
         })
     }
 
-    /// The checks that look at this machine rather than at the text: today, that the data
-    /// directory is (or can be made) a directory this process may read and write.
+    /// The checks that look at this machine rather than at the text: that the data
+    /// directory is (or can be made) a directory this process may read and write, and that a
+    /// replay file can be read.
     pub fn check_environment(&self, origin: &str) -> Result<(), ConfigError> {
-        values::usable_directory(&self.storage.data_dir).map_err(|reason| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            problems: vec![Problem {
+        let path_value = |path: &Path| Some(toml::Value::String(path.display().to_string()));
+        let mut problems = Vec::new();
+        if let Err(reason) = values::usable_directory(&self.storage.data_dir) {
+            problems.push(Problem {
                 key: "storage.data_dir".to_owned(),
-                value: Some(toml::Value::String(
-                    self.storage.data_dir.display().to_string(),
-                )),
+                value: path_value(&self.storage.data_dir),
                 reason,
-            }],
-        })
+            });
+        }
+        if let Some(replay) = &self.capture.replay
+            && let Err(reason) = values::readable_file(replay)
+        {
+            problems.push(Problem {
+                key: "capture.replay".to_owned(),
+                value: path_value(replay),
+                reason,
+            });
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            })
+        }
     }
 
     /// The configuration in force, defaults included, as TOML. `tapline check-config` prints

@@ -157,11 +157,6 @@ fn each_bad_value_names_key_value_and_reason() {
              \"span0\" twice",
         ),
         (
-            "[tenant]\nname = \"x\"\n[capture]\nreplay = \"/nonexistent/calls.pcap\"\n",
-            "tapline.toml: key `capture.replay` = \"/nonexistent/calls.pcap\": cannot open \
-             /nonexistent/calls.pcap: No such file or directory (os error 2)",
-        ),
-        (
             "[tenant]\nname = \"x\"\n[storage]\ndata_dir = \"\"\n",
             "tapline.toml: key `storage.data_dir` = \"\": must not be empty",
         ),
@@ -274,4 +269,29 @@ fn load_names_an_unreadable_file() {
         "cannot read config file /nonexistent/tapline.toml"
     );
     assert!(std::error::Error::source(&err).is_some());
+}
+
+#[test]
+fn a_replay_file_that_cannot_be_read_is_refused_with_the_environment() {
+    let text = format!("{MINIMAL}[capture]\nreplay = \"/nonexistent/calls.pcap\"\n");
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.check_environment("t").unwrap_err().to_string(),
+        "t: key `capture.replay` = \"/nonexistent/calls.pcap\": cannot open \
+         /nonexistent/calls.pcap: No such file or directory (os error 2)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{MINIMAL}[capture]\nreplay = \"{}\"\n",
+        dir.path().display()
+    );
+    let err = parse(&text)
+        .unwrap()
+        .check_environment("t")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with(&format!("{} is not a regular file", dir.path().display())),
+        "{err}"
+    );
 }

@@ -67,14 +67,19 @@ pub(crate) fn directory(s: &str, base_dir: &Path) -> Result<PathBuf, String> {
     Ok(base_dir.join(s))
 }
 
-/// A file that must exist now (it is read, never written).
+/// A file path; relative paths are taken relative to `base_dir`. Whether it can be read is
+/// checked with the environment ([`readable_file`]).
 pub(crate) fn file(s: &str, base_dir: &Path) -> Result<PathBuf, String> {
     if s.is_empty() {
         return Err("must not be empty".to_owned());
     }
-    let path = base_dir.join(s);
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_file() => Ok(path),
+    Ok(base_dir.join(s))
+}
+
+/// A file that must exist now (it is read, never written).
+pub(crate) fn readable_file(path: &Path) -> Result<(), String> {
+    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(meta) if meta.is_file() => Ok(()),
         Ok(_) => Err(format!("{} is not a regular file", path.display())),
         Err(err) => Err(format!("cannot open {}: {err}", path.display())),
     }

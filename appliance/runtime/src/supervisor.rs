@@ -273,8 +273,12 @@ async fn supervise(ctx: ServiceContext, factory: Factory, policy: RestartPolicy)
                 break;
             }
         };
+        if ctx.shutdown.is_cancelled() {
+            // It saw the shutdown and finished before we did: the same as a drain.
+            log_stopped(name, ended);
+            break;
+        }
         let reason = match ended {
-            Ok(Ok(())) if ctx.shutdown.is_cancelled() => break,
             Ok(Ok(())) => "stopped by itself while it should be running".to_owned(),
             Ok(Err(err)) => error_chain(err.as_ref()),
             Err(err) => join_failure(err),
@@ -317,17 +321,7 @@ async fn drain(
     ctx.shared
         .update(ctx.index, |s| s.state = ServiceState::Stopping);
     match tokio::time::timeout(timeout, &mut task).await {
-        Ok(Ok(Ok(()))) => tracing::info!(service = ctx.name, "service stopped"),
-        Ok(Ok(Err(err))) => tracing::error!(
-            service = ctx.name,
-            error = %error_chain(err.as_ref()),
-            "service failed while stopping"
-        ),
-        Ok(Err(err)) => tracing::error!(
-            service = ctx.name,
-            error = %join_failure(err),
-            "service failed while stopping"
-        ),
+        Ok(ended) => log_stopped(ctx.name, ended),
         Err(_) => {
             tracing::error!(
                 service = ctx.name,
@@ -336,6 +330,23 @@ async fn drain(
             );
             task.abort();
         }
+    }
+}
+
+/// Logs how a service ended after shutdown was asked for.
+fn log_stopped(name: &'static str, ended: Result<Result<(), BoxError>, JoinError>) {
+    match ended {
+        Ok(Ok(())) => tracing::info!(service = name, "service stopped"),
+        Ok(Err(err)) => tracing::error!(
+            service = name,
+            error = %error_chain(err.as_ref()),
+            "service failed while stopping"
+        ),
+        Err(err) => tracing::error!(
+            service = name,
+            error = %join_failure(err),
+            "service failed while stopping"
+        ),
     }
 }
 
