@@ -51,6 +51,22 @@ pub(crate) enum Command {
     /// Prints every problem, each naming its key, the value found and why it cannot be used,
     /// and exits non-zero; otherwise prints the configuration with every default filled in.
     CheckConfig,
+
+    /// Record the calls in a capture file, as if its packets had come from the SPAN port.
+    ///
+    /// Reads a pcap or pcapng file through the same path as live traffic (as fast as it
+    /// reads, timed by the capture's own timestamps), writes recordings and their rows into the
+    /// configured data directory, and prints a summary: calls, recorded, skipped with reasons,
+    /// packets. A truncated or unreadable file exits non-zero after keeping every call it
+    /// could complete.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecordArgs {
+    /// The capture file (pcap or pcapng).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pcap: PathBuf,
 }
 
 #[derive(Debug, Args)]

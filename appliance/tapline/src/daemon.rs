@@ -23,7 +23,7 @@ use tapline_store::Store;
 use tapline_web::{Web, WebState};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::capture;
+use crate::recording;
 
 pub(crate) fn run_from_file(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
@@ -59,9 +59,16 @@ async fn serve(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyh
     let mut supervisor = Supervisor::new(RestartPolicy::default(), &mut registry);
 
     if let Some(path) = config.capture.replay.clone() {
-        let counters = capture::Counters::register(&mut registry, "replay");
+        let metrics = recording::Metrics::register(&mut registry, "replay");
+        let (store, data_dir) = (store.clone(), data_dir.clone());
         supervisor.add("capture", move |ctx| {
-            capture::replay(ctx, path.clone(), counters.clone())
+            recording::replay(
+                ctx,
+                path.clone(),
+                store.clone(),
+                data_dir.clone(),
+                metrics.clone(),
+            )
         });
     }
     if !config.capture.interfaces.is_empty() {

@@ -1,10 +1,10 @@
 //! `tapline`: the appliance daemon (`tapline run`) and the tools around it.
 
-mod capture;
 mod cli;
 mod daemon;
 mod demo;
 mod logging;
+mod recording;
 
 use std::process::ExitCode;
 
@@ -23,6 +23,9 @@ fn main() -> ExitCode {
         Command::Run => logging::init().and_then(|()| daemon::run_from_file(&cli.config)),
         Command::Demo(args) => logging::init().and_then(|()| demo::run(&cli, args)),
         Command::CheckConfig => cli::check_config(&cli.config),
+        Command::Record(args) => {
+            logging::init().and_then(|()| recording::record_file(&cli.config, &args.pcap))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,717 @@
+//! The tracker: frames in, calls out.
+//!
+//! Drive it like this (capture time is the only clock):
+//!
+//! ```text
+//! for each frame:  tracker.handle_frame(t, link_type, bytes)
+//!                  while let Some(event) = tracker.poll_event() { ... }
+//! every so often:  tracker.handle_timeout(t)   (t = latest capture time, or now when idle)
+//!                  while let Some(event) = tracker.poll_event() { ... }
+//! at the end:      tracker.finish(t)           (every open call ends)
+//! ```
+//!
+//! A call is found by its SIP Call-ID. Its media is found through the SDP of its offers and
+//! answers: an RTP packet sent *to* the address a party advertised carries the other party's
+//! voice; one sent *from* it (symmetric RTP) carries that party's. Matching by destination
+//! first means a phone behind NAT, whose source port differs from its SDP, is still matched.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tapline_packet::{PacketError, ip, link, rtp, transport};
+use tapline_sip::{message, sdp};
+
+use crate::stream::{Codec, Stream, StreamStats, Verdict};
+use crate::timeline::{Direction, Timeline};
+
+/// Audio is held back this long before it is handed out, so that reordered packets still
+/// land in place.
+pub const JITTER_ALLOWANCE: Duration = Duration::from_millis(200);
+
+/// An answered call with no SIP or RTP for this long is over (its BYE was lost, or the
+/// mirror missed it).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An INVITE that is neither answered nor refused within this long is forgotten.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How often [`Tracker::handle_timeout`] has work to do.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Calls tracked at once; beyond this, new INVITEs are counted and ignored so that a flood
+/// cannot exhaust memory.
+pub const MAX_CALLS: usize = 50_000;
+
+/// What the tracker tells its driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A call was answered: recording starts now.
+    Answered(CallSummary),
+    /// The next stretch of a call's audio: interleaved stereo frames at the call's rate, left
+    /// the caller, right the callee, starting where the previous stretch ended.
+    Audio { call: u64, samples: Vec<i16> },
+    /// A call ended; no more events for it follow.
+    Ended(CallSummary),
+    /// A call that cannot be recorded passively (its media is encrypted), listed so that it
+    /// is not silently missing.
+    Unrecordable {
+        summary: CallSummary,
+        reason: &'static str,
+    },
+}
+
+/// Everything known about a call, as of the event that carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSummary {
+    /// Unique within this tracker's life.
+    pub id: u64,
+    pub sip_call_id: String,
+    pub caller: Party,
+    pub callee: Party,
+    /// The user part of the INVITE's Request-URI: the number dialled.
+    pub dialled: Option<String>,
+    pub invited_at: Duration,
+    pub answered_at: Option<Duration>,
+    pub ended_at: Option<Duration>,
+    pub end_reason: Option<EndReason>,
+    /// The call's sample rate (that of its widest codec).
+    pub sample_rate: u32,
+    /// Codec seen on each direction (caller's, callee's).
+    pub codecs: [Option<String>; 2],
+    pub streams: [StreamStats; 2],
+    /// Headers of the INVITE whose names start with `X-` (for metadata mapping), in order.
+    pub extra_headers: Vec<(String, String)>,
+    /// The Call-ID this call replaces (RFC 3891), linking the legs of a transfer.
+    pub replaces: Option<String>,
+    /// Where this call was referred to (REFER), if it was transferred.
+    pub referred_to: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Party {
+    pub uri: String,
+    /// The user part of the URI: usually the number.
+    pub user: Option<String>,
+    pub display_name: Option<String>,
+    /// Where its SIP came from.
+    pub signalling: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    ByeFromCaller,
+    ByeFromCallee,
+    /// No SIP or RTP for [`IDLE_TIMEOUT`].
+    Idle,
+    /// The capture ended while the call was up.
+    CaptureEnded,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::ByeFromCaller => "bye from caller",
+            EndReason::ByeFromCallee => "bye from callee",
+            EndReason::Idle => "no signalling or media",
+            EndReason::CaptureEnded => "capture ended",
+        }
+    }
+}
+
+/// Counts of everything seen, by kind; for metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub frames: u64,
+    pub sip_messages: u64,
+    pub rtp_packets: u64,
+    /// RTP to or from no known call.
+    pub unmatched_udp: u64,
+    /// RTP of a call that is not answered yet (early media).
+    pub early_media_packets: u64,
+    pub tcp_segments: u64,
+    /// Frames or messages that could not be taken apart, by reason.
+    pub malformed: HashMap<&'static str, u64>,
+    pub calls_answered: u64,
+    pub calls_unanswered: u64,
+    pub calls_dropped_at_limit: u64,
+}
+
+impl Stats {
+    fn malformed(&mut self, reason: &'static str) {
+        *self.malformed.entry(reason).or_default() += 1;
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    calls: HashMap<String, Call>,
+    /// RTP address to (Call-ID, the party that receives there).
+    routes: HashMap<SocketAddr, (String, Side)>,
+    reassembler: ip::Reassembler,
+    events: VecDeque<Event>,
+    next_id: u64,
+    last_tick: Duration,
+    scratch: Vec<i16>,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Caller,
+    Callee,
+}
+
+impl Side {
+    /// The direction of the voice of a packet sent *to* this party.
+    fn voice_towards(self) -> Direction {
+        match self {
+            Side::Caller => Direction::FromCallee,
+            Side::Callee => Direction::FromCaller,
+        }
+    }
+
+    /// The direction of this party's own voice.
+    fn voice_of(self) -> Direction {
+        match self {
+            Side::Caller => Direction::FromCaller,
+            Side::Callee => Direction::FromCallee,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Call {
+    summary: CallSummary,
+    caller_tag: Option<String>,
+    /// Payload-type maps from each party's SDP (caller's, callee's).
+    payload_types: [Vec<(u8, Codec, u32)>; 2],
+    routes: Vec<SocketAddr>,
+    streams: [Stream; 2],
+    timeline: Option<Timeline>,
+    encrypted: bool,
+    last_activity: Duration,
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// Takes in one captured frame, seen at `now` (capture time since the Unix epoch).
+    pub fn handle_frame(&mut self, now: Duration, link_type: u32, frame: &[u8]) {
+        self.stats.frames += 1;
+        if let Err(err) = self.frame(now, link_type, frame) {
+            self.stats.malformed(err.reason());
+        }
+        if now >= self.last_tick + TICK {
+            self.handle_timeout(now);
+        }
+    }
+
+    fn frame(&mut self, now: Duration, link_type: u32, frame: &[u8]) -> Result<(), PacketError> {
+        let network = link::network(link_type, frame)?;
+        let packet = ip::parse(network.packet)?;
+        let Some(payload) = self.reassembler.handle(now, &packet) else {
+            return Ok(());
+        };
+        match packet.protocol {
+            ip::PROTO_UDP => {
+                let udp = transport::udp(&payload)?;
+                let src = SocketAddr::new(packet.src, udp.src_port);
+                let dst = SocketAddr::new(packet.dst, udp.dst_port);
+                self.udp(now, src, dst, udp.payload);
+                Ok(())
+            }
+            ip::PROTO_TCP => {
+                transport::tcp(&payload)?;
+                self.stats.tcp_segments += 1;
+                Ok(())
+            }
+            other => Err(PacketError::NotUdpOrTcp(other)),
+        }
+    }
+
+    fn udp(&mut self, now: Duration, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        if looks_like_sip(payload) {
+            self.sip(now, src, payload);
+        } else {
+            self.rtp(now, src, dst, payload);
+        }
+    }
+
+    /// Ends calls that went quiet, forgets INVITEs nobody answered, hands out audio that has
+    /// waited long enough. Call at least every [`TICK`] of capture time.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.last_tick = now;
+        self.reassembler.expire(now);
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            let Some(call) = self.calls.get(&id) else {
+                continue;
+            };
+            let quiet = now.saturating_sub(call.last_activity);
+            match call.summary.answered_at {
+                Some(_) if quiet >= IDLE_TIMEOUT => {
+                    let end = call.last_activity;
+                    self.end_call(&id, end, EndReason::Idle);
+                }
+                Some(_) => self.flush(&id, now.saturating_sub(JITTER_ALLOWANCE)),
+                None if quiet >= SETUP_TIMEOUT => {
+                    self.stats.calls_unanswered += 1;
+                    self.forget(&id);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Ends every open call at `now`: the capture is over.
+    pub fn finish(&mut self, now: Duration) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            if self
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.summary.answered_at.is_some())
+            {
+                self.end_call(&id, now, EndReason::CaptureEnded);
+            } else {
+                self.stats.calls_unanswered += 1;
+                self.forget(&id);
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work, in capture time.
+    pub fn poll_timeout(&self) -> Duration {
+        self.last_tick + TICK
+    }
+
+    /// Calls being tracked (answered or not).
+    pub fn open_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    fn sip(&mut self, now: Duration, src: SocketAddr, data: &[u8]) {
+        let message = match message::parse(data) {
+            Ok((message, _)) => message,
+            Err(_) => {
+                self.stats.malformed("sip");
+                return;
+            }
+        };
+        self.stats.sip_messages += 1;
+        let (Some(call_id), Some((_, cseq_method))) = (message.call_id(), message.cseq()) else {
+            self.stats.malformed("sip_missing_call_id_or_cseq");
+            return;
+        };
+        let call_id = call_id.to_owned();
+        let from_tag = message.from().and_then(|f| f.tag.map(str::to_owned));
+        let to_tag = message.to().and_then(|t| t.tag.map(str::to_owned));
+
+        if let message::StartLine::Request { method, uri } = &message.start
+            && *method == message::Method::Invite
+            && to_tag.is_none()
+            && !self.calls.contains_key(&call_id)
+        {
+            self.new_call(now, &call_id, src, uri, &message, from_tag.clone());
+        }
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        call.last_activity = now;
+        // Who sent this message: a request comes from the party whose tag is in From; a
+        // response from the other one.
+        let from_caller = from_tag.is_some() && from_tag == call.caller_tag;
+        let sender = match (&message.start, from_caller) {
+            (message::StartLine::Request { .. }, true)
+            | (message::StartLine::Response { .. }, false) => Side::Caller,
+            _ => Side::Callee,
+        };
+
+        if message.is_sdp() && !message.body.is_empty() {
+            if let Ok(description) = sdp::parse(message.body) {
+                self.apply_sdp(&call_id, sender, &description);
+            } else {
+                self.stats.malformed("sdp");
+            }
+        }
+
+        match &message.start {
+            message::StartLine::Response { code, .. } if cseq_method == message::Method::Invite => {
+                let code = *code;
+                let answered = self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| c.summary.answered_at.is_some());
+                if (200..300).contains(&code) && !answered {
+                    self.answer(&call_id, now);
+                } else if code >= 300 && !answered {
+                    self.stats.calls_unanswered += 1;
+                    self.forget(&call_id);
+                }
+            }
+            message::StartLine::Request {
+                method: message::Method::Bye,
+                ..
+            } => {
+                let answered = self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| c.summary.answered_at.is_some());
+                if answered {
+                    let reason = if sender == Side::Caller {
+                        EndReason::ByeFromCaller
+                    } else {
+                        EndReason::ByeFromCallee
+                    };
+                    self.end_call(&call_id, now, reason);
+                } else {
+                    self.stats.calls_unanswered += 1;
+                    self.forget(&call_id);
+                }
+            }
+            message::StartLine::Request {
+                method: message::Method::Cancel,
+                ..
+            } => {
+                let answered = self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| c.summary.answered_at.is_some());
+                if !answered {
+                    self.stats.calls_unanswered += 1;
+                    self.forget(&call_id);
+                }
+            }
+            message::StartLine::Request {
+                method: message::Method::Refer,
+                ..
+            } => {
+                if let (Some(call), Some(target)) =
+                    (self.calls.get_mut(&call_id), message.refer_to())
+                {
+                    call.summary.referred_to = Some(target.uri.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn new_call(
+        &mut self,
+        now: Duration,
+        call_id: &str,
+        src: SocketAddr,
+        request_uri: &str,
+        invite: &message::Message<'_>,
+        caller_tag: Option<String>,
+    ) {
+        if self.calls.len() >= MAX_CALLS {
+            self.stats.calls_dropped_at_limit += 1;
+            return;
+        }
+        let party = |addr: Option<message::NameAddr<'_>>, signalling: Option<IpAddr>| match addr {
+            Some(a) => Party {
+                uri: a.uri.to_owned(),
+                user: message::user_part(a.uri).map(str::to_owned),
+                display_name: a
+                    .display_name
+                    .as_deref()
+                    .map(str::to_owned)
+                    .filter(|n| !n.is_empty()),
+                signalling,
+            },
+            None => Party {
+                signalling,
+                ..Party::default()
+            },
+        };
+        let extra_headers = invite
+            .fields()
+            .filter(|(name, _)| name.len() > 2 && name[..2].eq_ignore_ascii_case("x-"))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        self.next_id += 1;
+        let summary = CallSummary {
+            id: self.next_id,
+            sip_call_id: call_id.to_owned(),
+            caller: party(invite.from(), Some(src.ip())),
+            callee: party(invite.to(), None),
+            dialled: message::user_part(request_uri).map(str::to_owned),
+            invited_at: now,
+            answered_at: None,
+            ended_at: None,
+            end_reason: None,
+            sample_rate: 8000,
+            codecs: [None, None],
+            streams: [StreamStats::default(); 2],
+            extra_headers,
+            replaces: invite.replaces().map(|r| r.call_id.to_string()),
+            referred_to: None,
+        };
+        self.calls.insert(
+            call_id.to_owned(),
+            Call {
+                summary,
+                caller_tag,
+                payload_types: [Vec::new(), Vec::new()],
+                routes: Vec::new(),
+                streams: [Stream::default(), Stream::default()],
+                timeline: None,
+                encrypted: false,
+                last_activity: now,
+            },
+        );
+    }
+
+    /// Records where `sender` wants to receive audio and what its payload types mean.
+    fn apply_sdp(
+        &mut self,
+        call_id: &str,
+        sender: Side,
+        description: &sdp::SessionDescription<'_>,
+    ) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(audio) = description
+            .media
+            .iter()
+            .find(|m| m.kind.eq_ignore_ascii_case("audio"))
+        else {
+            return;
+        };
+        if audio.is_srtp() {
+            call.encrypted = true;
+        }
+        let side_index = match sender {
+            Side::Caller => 0,
+            Side::Callee => 1,
+        };
+        call.payload_types[side_index] = audio
+            .formats
+            .iter()
+            .filter_map(|&pt| {
+                audio
+                    .encoding(pt)
+                    .map(|(name, rate)| (pt, Codec::from_name(name), rate))
+            })
+            .collect();
+        if let Some(ip) = audio.effective_connection(description)
+            && !ip.is_unspecified()
+            && audio.port != 0
+        {
+            let addr = SocketAddr::new(ip, audio.port);
+            if !call.routes.contains(&addr) {
+                call.routes.push(addr);
+            }
+            self.routes.insert(addr, (call_id.to_owned(), sender));
+        }
+    }
+
+    fn answer(&mut self, call_id: &str, now: Duration) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.summary.answered_at = Some(now);
+        // The widest codec either party offered sets the recording's rate.
+        let rate = call
+            .payload_types
+            .iter()
+            .flatten()
+            .filter_map(|(_, codec, _)| codec.sample_rate())
+            .max()
+            .unwrap_or(8000);
+        call.summary.sample_rate = rate;
+        call.timeline = Some(Timeline::new(rate));
+        self.stats.calls_answered += 1;
+        if call.encrypted {
+            let summary = call.summary.clone();
+            self.events.push_back(Event::Unrecordable {
+                summary,
+                reason: "media is encrypted (SRTP)",
+            });
+            self.forget(call_id);
+            return;
+        }
+        self.events.push_back(Event::Answered(call.summary.clone()));
+    }
+
+    fn rtp(&mut self, now: Duration, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+        let (call_id, direction) = match (self.routes.get(&dst), self.routes.get(&src)) {
+            (Some((id, receiver)), _) => (id.clone(), receiver.voice_towards()),
+            (None, Some((id, sender))) => (id.clone(), sender.voice_of()),
+            (None, None) => {
+                self.stats.unmatched_udp += 1;
+                return;
+            }
+        };
+        let packet = match rtp::parse(data) {
+            Ok(packet) => packet,
+            Err(err) => {
+                self.stats.malformed(err.reason());
+                return;
+            }
+        };
+        self.stats.rtp_packets += 1;
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            self.stats.unmatched_udp += 1;
+            return;
+        };
+        call.last_activity = now;
+        let Some(answered_at) = call.summary.answered_at else {
+            self.stats.early_media_packets += 1;
+            return;
+        };
+        let d = direction.index();
+        // Payload types are those of the receiver's SDP; fall back on the sender's.
+        let receiver = 1 - d;
+        let mapping = call.payload_types[receiver]
+            .iter()
+            .chain(call.payload_types[d].iter())
+            .find(|(pt, _, _)| *pt == packet.payload_type)
+            .map(|(_, codec, clock)| (codec.clone(), *clock))
+            .or_else(|| static_payload_type(packet.payload_type));
+        let Some((codec, clock_rate)) = mapping else {
+            self.stats.malformed("unknown_payload_type");
+            return;
+        };
+        let stream = &mut call.streams[d];
+        let arrival = now.saturating_sub(answered_at).as_secs_f64();
+        if let Verdict::Duplicate = stream.account(
+            packet.ssrc,
+            packet.sequence,
+            packet.timestamp,
+            clock_rate,
+            arrival,
+        ) {
+            return;
+        }
+        if codec.sample_rate().is_some() {
+            stream.codec = Some(codec.clone());
+        }
+        let Some(timeline) = call.timeline.as_mut() else {
+            return;
+        };
+        self.scratch.clear();
+        stream.decode(&codec, packet.payload, &mut self.scratch);
+        let Some(codec_rate) = codec.sample_rate() else {
+            return;
+        };
+        let samples = resample(&self.scratch, codec_rate, timeline.rate());
+        let capture_position = position(now, answered_at, timeline.rate());
+        timeline.place(
+            direction,
+            packet.ssrc,
+            packet.timestamp,
+            clock_rate,
+            capture_position,
+            &samples,
+        );
+    }
+
+    /// Hands out the call's audio up to capture time `until`.
+    fn flush(&mut self, call_id: &str, until: Duration) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let (Some(answered_at), Some(timeline)) =
+            (call.summary.answered_at, call.timeline.as_mut())
+        else {
+            return;
+        };
+        let mut samples = Vec::new();
+        timeline.take_until(position(until, answered_at, timeline.rate()), &mut samples);
+        if !samples.is_empty() {
+            self.events.push_back(Event::Audio {
+                call: call.summary.id,
+                samples,
+            });
+        }
+    }
+
+    fn end_call(&mut self, call_id: &str, at: Duration, reason: EndReason) {
+        self.flush(call_id, at);
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.summary.ended_at = Some(at);
+        call.summary.end_reason = Some(reason);
+        for (d, stream) in call.streams.iter().enumerate() {
+            let mut stats = stream.stats;
+            stats.lost = stream.lost();
+            call.summary.streams[d] = stats;
+            call.summary.codecs[d] = stream.codec.as_ref().map(|c| c.name().to_owned());
+        }
+        self.events.push_back(Event::Ended(call.summary.clone()));
+        self.forget(call_id);
+    }
+
+    fn forget(&mut self, call_id: &str) {
+        if let Some(call) = self.calls.remove(call_id) {
+            for addr in call.routes {
+                if self.routes.get(&addr).is_some_and(|(id, _)| id == call_id) {
+                    self.routes.remove(&addr);
+                }
+            }
+        }
+    }
+}
+
+/// A SIP message starts with a method token and a space, or with "SIP/2.0 "; RTP starts with
+/// version bits 10, which no method's first letter has. (Leading CRLF keep-alives are SIP.)
+fn looks_like_sip(payload: &[u8]) -> bool {
+    let trimmed = payload
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .map_or(&[][..], |i| &payload[i..]);
+    trimmed.starts_with(b"SIP/2.0 ")
+        || trimmed
+            .iter()
+            .take(17)
+            .position(|&b| b == b' ')
+            .is_some_and(|space| space > 0 && trimmed[..space].iter().all(u8::is_ascii_uppercase))
+}
+
+/// RFC 3551's static payload types for the codecs we know.
+fn static_payload_type(pt: u8) -> Option<(Codec, u32)> {
+    match pt {
+        0 => Some((Codec::Pcmu, 8000)),
+        8 => Some((Codec::Pcma, 8000)),
+        9 => Some((Codec::G722, 8000)),
+        13 => Some((Codec::ComfortNoise, 8000)),
+        18 => Some((Codec::Other("G729".to_owned()), 8000)),
+        _ => None,
+    }
+}
+
+/// Samples since the answer, at `rate`, for capture time `at`.
+fn position(at: Duration, answered_at: Duration, rate: u32) -> i64 {
+    let since = at.as_nanos() as i128 - answered_at.as_nanos() as i128;
+    (since * i128::from(rate) / 1_000_000_000) as i64
+}
+
+/// Linear resampling between the two rates we mix (8 and 16 kHz); equal rates copy.
+fn resample(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to || samples.is_empty() {
+        return samples.to_vec();
+    }
+    let out_len = samples.len() * to as usize / from as usize;
+    (0..out_len)
+        .map(|i| {
+            let exact = i as f64 * f64::from(from) / f64::from(to);
+            let left = exact.floor() as usize;
+            let frac = exact - left as f64;
+            let a = f64::from(samples[left.min(samples.len() - 1)]);
+            let b = f64::from(samples[(left + 1).min(samples.len() - 1)]);
+            (a + (b - a) * frac).round() as i16
+        })
+        .collect()
+}

@@ -1,0 +1,406 @@
+//! The recorder: the call tracker's events become WAV files and database rows.
+//!
+//! A call's file is `<recordings>/Syyyymmdd/Ryyyymmddhhmmssssss.wav`: the UTC day and second
+//! of the answer, and a four-digit sequence that separates calls answered in the same second.
+//! Its row is written when the call is answered (status `recording`) and completed when it
+//! ends, with the file's size and SHA-256.
+//!
+//! **Crash safety.** Every open recording's WAV header is brought up to date and the file
+//! fsynced about once a second ([`SYNC_INTERVAL`]), so a power cut loses at most that much
+//! audio; at start, [`Recorder::new`] repairs every file whose row still says `recording` and
+//! marks it `recovered`.
+//!
+//! Every call here blocks (files, SQLite); the daemon runs the recorder on a thread of its own.
+
+mod layout;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tapline_calls::{CallSummary, Event, Tracker};
+use tapline_media::wav::{self, SampleFormat, WavSpec, WavWriter};
+use tapline_runtime::supervisor::error_chain as chain;
+use tapline_store::Store;
+use tapline_store::rusqlite;
+
+pub use layout::{day_directory, file_name};
+
+/// How often open recordings are made durable.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("cannot create recording {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write recording {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: wav::WavError,
+    },
+    #[error("cannot read back recording {} to hash it", path.display())]
+    Hash {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the recordings database failed")]
+    Database(#[from] rusqlite::Error),
+}
+
+/// Where and how recordings are written.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// `<data_dir>/recordings`.
+    pub root: PathBuf,
+    /// What the frames come from, stored with each recording: `span`, `replay`, `pcap`.
+    pub source: &'static str,
+}
+
+/// What happened to the calls seen, for summaries and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub unrecordable: u64,
+    pub recovered_at_start: u64,
+}
+
+/// See the crate documentation.
+pub struct Recorder {
+    tracker: Tracker,
+    config: RecorderConfig,
+    store: Arc<Store>,
+    open: HashMap<u64, Open>,
+    last_sync: Duration,
+    pub totals: Totals,
+}
+
+struct Open {
+    row: i64,
+    path: PathBuf,
+    writer: Option<WavWriter<BufWriter<File>>>,
+}
+
+impl Recorder {
+    /// A recorder writing under `config.root`; first repairs what a crash left open.
+    pub fn new(store: Arc<Store>, config: RecorderConfig) -> Result<Recorder, RecorderError> {
+        let mut recorder = Recorder {
+            tracker: Tracker::new(),
+            config,
+            store,
+            open: HashMap::new(),
+            last_sync: Duration::ZERO,
+            totals: Totals::default(),
+        };
+        recorder.repair_unfinished()?;
+        Ok(recorder)
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// One captured frame.
+    pub fn handle_frame(&mut self, now: Duration, link_type: u32, frame: &[u8]) {
+        self.tracker.handle_frame(now, link_type, frame);
+        self.drain();
+        if now >= self.last_sync + SYNC_INTERVAL {
+            self.sync(now);
+        }
+    }
+
+    /// Time passes without frames (call at least once a second).
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.tracker.handle_timeout(now);
+        self.drain();
+        if now >= self.last_sync + SYNC_INTERVAL {
+            self.sync(now);
+        }
+    }
+
+    /// The source has ended (file done, or shutdown): every open recording is finalised.
+    pub fn finish(&mut self, now: Duration) {
+        self.tracker.finish(now);
+        self.drain();
+    }
+
+    /// Recordings being written now.
+    pub fn open_recordings(&self) -> usize {
+        self.open.len()
+    }
+
+    fn drain(&mut self) {
+        while let Some(event) = self.tracker.poll_event() {
+            match event {
+                Event::Answered(summary) => {
+                    if let Err(err) = self.start(&summary) {
+                        self.totals.failed += 1;
+                        tracing::error!(error = %chain(&err), call_id = %summary.sip_call_id, "cannot start a recording");
+                    }
+                }
+                Event::Audio { call, samples } => self.write(call, &samples),
+                Event::Ended(summary) => self.complete(&summary),
+                Event::Unrecordable { summary, reason } => {
+                    self.totals.unrecordable += 1;
+                    tracing::warn!(call_id = %summary.sip_call_id, reason, "call cannot be recorded");
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, summary: &CallSummary) -> Result<(), RecorderError> {
+        let answered = summary.answered_at.unwrap_or(summary.invited_at);
+        let directory = day_directory(answered);
+        let dir_path = self.config.root.join(&directory);
+        let create_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RecorderError::Create { path, source }
+        };
+        std::fs::create_dir_all(&dir_path).map_err(create_err(&dir_path))?;
+        let (name, file) =
+            layout::create_unique(&dir_path, answered).map_err(create_err(&dir_path))?;
+        let path = dir_path.join(&name);
+        let spec = WavSpec {
+            format: SampleFormat::Pcm16,
+            channels: 2,
+            sample_rate: summary.sample_rate,
+        };
+        let mut writer =
+            WavWriter::new(BufWriter::new(file), spec).map_err(|source| RecorderError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        writer
+            .sync_header()
+            .map_err(|source| RecorderError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        layout::sync_directory(&dir_path).map_err(create_err(&dir_path))?;
+        let row = self.store.write(|tx| {
+            tx.execute(
+                "INSERT INTO recordings (file_name, directory, status, source, answered_at,
+                     transaction_id, sip_call_id, parent_transaction_id, caller_uri, caller_number,
+                     caller_name, callee_uri, called_number, sample_rate, channels, format)
+                 VALUES (?1, ?2, 'recording', ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 2, 'pcm16')",
+                rusqlite::params![
+                    name,
+                    directory,
+                    self.config.source,
+                    layout::iso_utc(answered),
+                    summary.sip_call_id,
+                    summary.replaces,
+                    summary.caller.uri,
+                    summary.caller.user,
+                    summary.caller.display_name,
+                    summary.callee.uri,
+                    summary.dialled.as_ref().or(summary.callee.user.as_ref()),
+                    summary.sample_rate,
+                ],
+            )?;
+            Ok::<_, rusqlite::Error>(tx.last_insert_rowid())
+        });
+        let row = match row {
+            Ok(row) => row,
+            Err(err) => {
+                // No row, no recording: remove the empty file rather than leave an orphan.
+                let _ = std::fs::remove_file(&path);
+                return Err(err.into());
+            }
+        };
+        tracing::info!(file = %name, call_id = %summary.sip_call_id, "recording started");
+        self.totals.started += 1;
+        self.open.insert(
+            summary.id,
+            Open {
+                row,
+                path,
+                writer: Some(writer),
+            },
+        );
+        Ok(())
+    }
+
+    fn write(&mut self, call: u64, samples: &[i16]) {
+        let Some(open) = self.open.get_mut(&call) else {
+            return;
+        };
+        let Some(writer) = open.writer.as_mut() else {
+            return;
+        };
+        if let Err(err) = writer.write_frames_i16(samples) {
+            tracing::error!(file = %open.path.display(), error = %chain(&err), "cannot write recording; keeping what was written");
+            // Keep what is on disk consistent, then stop writing this call.
+            let _ = writer.sync_header();
+            open.writer = None;
+        }
+    }
+
+    /// Makes every open recording durable up to now.
+    fn sync(&mut self, now: Duration) {
+        self.last_sync = now;
+        for open in self.open.values_mut() {
+            let Some(writer) = open.writer.as_mut() else {
+                continue;
+            };
+            let result = writer.sync_header().and_then(|()| {
+                writer
+                    .get_ref()
+                    .get_ref()
+                    .sync_data()
+                    .map_err(wav::WavError::from)
+            });
+            if let Err(err) = result {
+                tracing::error!(file = %open.path.display(), error = %chain(&err), "cannot sync recording");
+            }
+        }
+    }
+
+    fn complete(&mut self, summary: &CallSummary) {
+        let Some(mut open) = self.open.remove(&summary.id) else {
+            return;
+        };
+        let finished = match open.writer.take() {
+            Some(writer) => writer
+                .finish()
+                .map_err(|source| RecorderError::Write {
+                    path: open.path.clone(),
+                    source,
+                })
+                .and_then(|inner| {
+                    let file = inner.into_inner().map_err(|e| RecorderError::Create {
+                        path: open.path.clone(),
+                        source: e.into_error(),
+                    })?;
+                    file.sync_all().map_err(|source| RecorderError::Create {
+                        path: open.path.clone(),
+                        source,
+                    })
+                })
+                .is_ok(),
+            None => false,
+        };
+        let digest = hash_file(&open.path);
+        let (size, sha256) = match &digest {
+            Ok((size, sha)) => (Some(*size as i64), Some(sha.clone())),
+            Err(_) => (None, None),
+        };
+        let status = if finished && digest.is_ok() {
+            "complete"
+        } else {
+            "failed"
+        };
+        let answered = summary.answered_at.unwrap_or(summary.invited_at);
+        let ended = summary.ended_at.unwrap_or(answered);
+        let duration_ms = ended.saturating_sub(answered).as_millis() as i64;
+        let [caller, callee] = summary.streams;
+        let result = self.store.write(|tx| {
+            tx.execute(
+                "UPDATE recordings SET status = ?2, ended_at = ?3, duration_ms = ?4, end_reason = ?5,
+                     codec = ?6, size_bytes = ?7, sha256 = ?8,
+                     caller_packets = ?9, caller_lost = ?10, caller_jitter_ms = ?11,
+                     callee_packets = ?12, callee_lost = ?13, callee_jitter_ms = ?14
+                 WHERE id = ?1",
+                rusqlite::params![
+                    open.row,
+                    status,
+                    layout::iso_utc(ended),
+                    duration_ms,
+                    summary.end_reason.map(|r| r.as_str()),
+                    summary.codecs.iter().flatten().next(),
+                    size,
+                    sha256,
+                    caller.packets as i64,
+                    caller.lost as i64,
+                    caller.jitter_ms,
+                    callee.packets as i64,
+                    callee.lost as i64,
+                    callee.jitter_ms,
+                ],
+            )
+        });
+        if let Err(err) = result {
+            tracing::error!(file = %open.path.display(), error = %chain(&err), "cannot complete the recording's row");
+        }
+        if status == "complete" {
+            self.totals.completed += 1;
+            tracing::info!(file = %open.path.display(), duration_ms, "recording complete");
+        } else {
+            self.totals.failed += 1;
+        }
+    }
+
+    /// Rows still `recording` belong to files a crash or power cut left open.
+    fn repair_unfinished(&mut self) -> Result<(), RecorderError> {
+        let unfinished: Vec<(i64, String, String)> = self.store.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT id, directory, file_name FROM recordings WHERE status = 'recording'",
+            )?;
+            let rows =
+                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        for (row, directory, name) in unfinished {
+            let path = self.config.root.join(&directory).join(&name);
+            let outcome = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(wav::WavError::from)
+                .and_then(|mut file| wav::repair(&mut file));
+            let (status, size, sha) = match outcome.map(|_| hash_file(&path)) {
+                Ok(Ok((size, sha))) => ("recovered", Some(size as i64), Some(sha)),
+                Ok(Err(err)) => {
+                    tracing::error!(file = %path.display(), error = %chain(&err), "cannot hash a repaired recording");
+                    ("failed", None, None)
+                }
+                Err(err) => {
+                    tracing::error!(file = %path.display(), error = %chain(&err), "cannot repair a recording left open");
+                    ("failed", None, None)
+                }
+            };
+            self.store.write(|tx| {
+                tx.execute(
+                    "UPDATE recordings SET status = ?2, size_bytes = ?3, sha256 = ?4,
+                         end_reason = 'interrupted: recovered at start' WHERE id = ?1",
+                    rusqlite::params![row, status, size, sha],
+                )
+            })?;
+            tracing::warn!(file = %path.display(), status, "recording left open by a crash");
+            self.totals.recovered_at_start += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Size and hex SHA-256 of a file.
+fn hash_file(path: &Path) -> Result<(u64, String), RecorderError> {
+    let hash_err = |source| RecorderError::Hash {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(hash_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(hash_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, format!("{:x}", hasher.finalize())))
+}

@@ -1,0 +1,331 @@
+//! Frames from the SPAN source become recordings: the capture service and `tapline record`.
+//!
+//! The recorder blocks (files, SQLite, fsync), so it runs on a thread of its own, fed through
+//! a bounded channel. The capture side never waits on it: a frame that finds the channel full
+//! is dropped and counted (`tapline_capture_dropped_frames_total`), exactly as a kernel ring
+//! drops when its reader falls behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tapline_capture::CaptureFile;
+use tapline_recorder::{Recorder, RecorderConfig, Totals};
+use tapline_runtime::{BoxError, ServiceContext};
+use tapline_store::Store;
+
+/// Frames in flight between capture and the recorder thread.
+const QUEUE: usize = 16_384;
+
+/// How often the recorder hears the time when no frames arrive.
+const TICK: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// The capture and recording metrics.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Metrics {
+    frames: Counter,
+    bytes: Counter,
+    dropped: Counter,
+    recordings: Family<StatusLabel, Counter>,
+    open: Gauge,
+    sip_messages: Counter,
+    rtp_packets: Counter,
+    malformed: Family<ReasonLabel, Counter>,
+}
+
+impl Metrics {
+    pub(crate) fn register(registry: &mut Registry, source: &str) -> Metrics {
+        let m = Metrics::default();
+        let sub = registry.sub_registry_with_label(("source".into(), source.to_owned().into()));
+        sub.register(
+            "capture_frames",
+            "Link-layer frames received",
+            m.frames.clone(),
+        );
+        sub.register("capture_bytes", "Bytes of frames received", m.bytes.clone());
+        sub.register(
+            "capture_dropped_frames",
+            "Frames dropped because the recorder fell behind",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "recordings",
+            "Recordings by how they ended",
+            m.recordings.clone(),
+        );
+        registry.register(
+            "recordings_open",
+            "Recordings being written now",
+            m.open.clone(),
+        );
+        registry.register("sip_messages", "SIP messages seen", m.sip_messages.clone());
+        registry.register("rtp_packets", "RTP packets seen", m.rtp_packets.clone());
+        registry.register(
+            "malformed_packets",
+            "Frames or messages that could not be parsed, by reason",
+            m.malformed.clone(),
+        );
+        m
+    }
+
+    /// Brings the counters up to the recorder's totals (which only grow).
+    fn update(&self, recorder: &Recorder, seen: &mut Seen) {
+        let totals = recorder.totals;
+        for (status, now, before) in [
+            ("started", totals.started, seen.totals.started),
+            ("complete", totals.completed, seen.totals.completed),
+            ("failed", totals.failed, seen.totals.failed),
+            (
+                "unrecordable",
+                totals.unrecordable,
+                seen.totals.unrecordable,
+            ),
+            (
+                "recovered",
+                totals.recovered_at_start,
+                seen.totals.recovered_at_start,
+            ),
+        ] {
+            self.recordings
+                .get_or_create(&StatusLabel { status })
+                .inc_by(now - before);
+        }
+        seen.totals = totals;
+        self.open.set(recorder.open_recordings() as i64);
+        let stats = &recorder.tracker().stats;
+        self.sip_messages
+            .inc_by(stats.sip_messages - seen.sip_messages);
+        self.rtp_packets
+            .inc_by(stats.rtp_packets - seen.rtp_packets);
+        seen.sip_messages = stats.sip_messages;
+        seen.rtp_packets = stats.rtp_packets;
+        for (reason, &count) in &stats.malformed {
+            let before = seen
+                .malformed
+                .iter()
+                .find(|(r, _)| r == reason)
+                .map_or(0, |(_, c)| *c);
+            self.malformed
+                .get_or_create(&ReasonLabel {
+                    reason: (*reason).to_owned(),
+                })
+                .inc_by(count - before);
+        }
+        seen.malformed = stats.malformed.iter().map(|(r, c)| (*r, *c)).collect();
+    }
+}
+
+/// What the metrics have already counted.
+#[derive(Default)]
+struct Seen {
+    totals: Totals,
+    sip_messages: u64,
+    rtp_packets: u64,
+    malformed: Vec<(&'static str, u64)>,
+}
+
+enum Input {
+    Frame {
+        at: Duration,
+        link_type: u32,
+        data: Vec<u8>,
+    },
+    Tick(Duration),
+}
+
+/// The capture service on a replayed file: frames paced in real time, recorded as they come.
+pub(crate) async fn replay(
+    ctx: ServiceContext,
+    path: PathBuf,
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    metrics: Metrics,
+) -> Result<(), BoxError> {
+    // Ready only once the file is known to hold frames: a damaged replay file shows as a
+    // failing capture service, not as one that serves nothing.
+    let probe = path.clone();
+    tokio::task::spawn_blocking(move || CaptureFile::open(&probe)?.next_frame(|_| {})).await??;
+
+    let (input, thread) = start_recorder(store, data_dir, "replay", metrics.clone()).await?;
+    ctx.set_ready_at(vec![format!("replay of {}", path.display())]);
+    let ticker = {
+        let input = input.clone();
+        let shutdown = ctx.shutdown().clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if input.try_send(Input::Tick(wall_clock())).is_err() {
+                    // Full of frames, which carry time themselves; or the recorder is gone.
+                }
+            }
+        })
+    };
+    let result = tapline_capture::replay(&path, ctx.shutdown(), |frame| {
+        metrics.frames.inc();
+        metrics.bytes.inc_by(frame.data.len() as u64);
+        let at = frame
+            .timestamp
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let message = Input::Frame {
+            at,
+            link_type: frame.link_type,
+            data: frame.data.to_vec(),
+        };
+        if let Err(TrySendError::Full(_)) = input.try_send(message) {
+            metrics.dropped.inc();
+        }
+    })
+    .await;
+    ticker.abort();
+    // Closing the channel tells the recorder to finalise every open recording.
+    drop(input);
+    tokio::task::spawn_blocking(move || thread.join())
+        .await?
+        .map_err(|_| "the recorder thread panicked")?;
+    result?;
+    Ok(())
+}
+
+async fn start_recorder(
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    source: &'static str,
+    metrics: Metrics,
+) -> Result<(SyncSender<Input>, std::thread::JoinHandle<()>), BoxError> {
+    let config = RecorderConfig {
+        root: data_dir.join("recordings"),
+        source,
+    };
+    // Opening the recorder repairs what a crash left open; that reads and writes files.
+    let recorder = tokio::task::spawn_blocking(move || Recorder::new(store, config)).await??;
+    let (input, frames) = sync_channel(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("recorder".to_owned())
+        .spawn(move || record(recorder, frames, metrics))?;
+    Ok((input, thread))
+}
+
+/// The recorder thread: until the channel closes, then every open recording is finalised.
+fn record(mut recorder: Recorder, frames: Receiver<Input>, metrics: Metrics) {
+    let mut seen = Seen::default();
+    metrics.update(&recorder, &mut seen);
+    let mut last_update = Duration::ZERO;
+    while let Ok(input) = frames.recv() {
+        let now = match input {
+            Input::Frame {
+                at,
+                link_type,
+                data,
+            } => {
+                recorder.handle_frame(at, link_type, &data);
+                at
+            }
+            Input::Tick(now) => {
+                recorder.handle_timeout(now);
+                now
+            }
+        };
+        if now >= last_update + TICK {
+            last_update = now;
+            metrics.update(&recorder, &mut seen);
+        }
+    }
+    recorder.finish(wall_clock());
+    metrics.update(&recorder, &mut seen);
+}
+
+fn wall_clock() -> Duration {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// `tapline record --pcap FILE`: the same path as live traffic, as fast as the file reads.
+pub(crate) fn record_file(config_path: &Path, capture: &Path) -> anyhow::Result<()> {
+    let config = tapline_config::Config::load(config_path)?;
+    tapline_provisioning::prepare_data_dir(&config.storage.data_dir)?;
+    let store = Arc::new(Store::open_in(&config.storage.data_dir)?);
+    let recorder_config = RecorderConfig {
+        root: config.storage.data_dir.join("recordings"),
+        source: "pcap",
+    };
+    let mut recorder = Recorder::new(store, recorder_config)?;
+    let mut file = CaptureFile::open(capture)?;
+    let mut last = Duration::ZERO;
+    let outcome = loop {
+        let more = file.next_frame(|frame| {
+            let at = frame
+                .timestamp
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            last = last.max(at);
+            recorder.handle_frame(at, frame.link_type, frame.data);
+        });
+        match more {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    // Whatever happened, keep every call that could be completed.
+    recorder.finish(last);
+    print_summary(capture, &recorder, file.frames());
+    outcome.with_context(|| {
+        format!(
+            "stopped reading {} early; the calls before that point were kept",
+            capture.display()
+        )
+    })
+}
+
+fn print_summary(capture: &Path, recorder: &Recorder, frames: u64) {
+    let totals = recorder.totals;
+    let stats = &recorder.tracker().stats;
+    println!("{}:", capture.display());
+    println!("  frames           {frames}");
+    println!("  SIP messages     {}", stats.sip_messages);
+    println!("  RTP packets      {}", stats.rtp_packets);
+    println!("  calls answered   {}", stats.calls_answered);
+    println!("  recorded         {}", totals.completed);
+    println!("  failed           {}", totals.failed);
+    println!(
+        "  not recorded     {} unanswered, {} encrypted",
+        stats.calls_unanswered, totals.unrecordable
+    );
+    let mut malformed: Vec<_> = stats.malformed.iter().collect();
+    malformed.sort();
+    let malformed: Vec<String> = malformed
+        .iter()
+        .map(|(reason, count)| format!("{count} {reason}"))
+        .collect();
+    println!(
+        "  skipped          {}",
+        if malformed.is_empty() {
+            "none".to_owned()
+        } else {
+            malformed.join(", ")
+        }
+    );
+}
