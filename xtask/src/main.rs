@@ -55,6 +55,7 @@ fn test() -> anyhow::Result<()> {
     deps::ensure(deps::BUILD)?;
     deps::ensure(deps::TEST)?;
     check()?;
+    fuzz_targets_build()?;
     // The end-to-end tests run the real daemon binary; build it first so they test this tree.
     cargo(&["build", "--locked", "--package", "tapline"])?;
     cargo_test(&["test", "--workspace", "--locked", "--no-fail-fast"])
@@ -134,6 +135,33 @@ fn check() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
+    Ok(())
+}
+
+/// Every wire parser has a cargo-fuzz project beside it (`<crate>/fuzz`), outside the main
+/// workspace. Running a fuzzer needs nightly; checking that every target still builds does
+/// not, so a parser change cannot quietly break its fuzzer.
+fn fuzz_targets_build() -> anyhow::Result<()> {
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir("appliance")
+        .context("cannot list appliance/")?
+        .filter_map(|entry| Some(entry.ok()?.path().join("fuzz/Cargo.toml")))
+        .filter(|manifest| manifest.exists())
+        .collect();
+    manifests.sort();
+    for manifest in &manifests {
+        let manifest = manifest
+            .to_str()
+            .context("a non-UTF-8 path under appliance/")?;
+        cargo(&[
+            "check",
+            "--locked",
+            "--quiet",
+            "--manifest-path",
+            manifest,
+            "--target-dir",
+            "target/fuzz-check",
+        ])?;
+    }
     Ok(())
 }
 
