@@ -188,6 +188,25 @@ pub fn udp_frame(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8
     frame
 }
 
+/// An Ethernet frame carrying an IPv4/TCP segment (PSH+ACK) with sequence number `seq`.
+pub fn tcp_frame(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(54 + payload.len());
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    let mut ip = ipv4_header(*src.ip(), *dst.ip(), 20 + payload.len(), 0, false, 0);
+    ip[9] = 6;
+    // The checksum covered the UDP protocol number; recompute it for TCP.
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let checksum = header_checksum(&ip);
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&src.port().to_be_bytes());
+    frame.extend_from_slice(&dst.port().to_be_bytes());
+    frame.extend_from_slice(&seq.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 1, 0x50, 0x18, 0xFF, 0xFF, 0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
 /// The same datagram as [`udp_frame`], cut into IPv4 fragments of at most `mtu` bytes.
 pub fn fragmented_udp_frames(
     src: SocketAddrV4,
@@ -242,13 +261,19 @@ fn ipv4_header(
     h[9] = 17;
     h[12..16].copy_from_slice(&src.octets());
     h[16..20].copy_from_slice(&dst.octets());
-    let mut sum: u32 = h
+    let checksum = header_checksum(&h);
+    h[10..12].copy_from_slice(&checksum.to_be_bytes());
+    h
+}
+
+/// The IPv4 header checksum (RFC 791), over a header whose checksum field is zero.
+fn header_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
         .chunks(2)
         .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
         .sum();
     while sum > 0xFFFF {
         sum = (sum & 0xFFFF) + (sum >> 16);
     }
-    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    h
+    !(sum as u16)
 }

@@ -19,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use tapline_packet::stream::{Chunk, StreamKey, StreamReassembler};
 use tapline_packet::{PacketError, ip, link, rtp, transport};
 use tapline_sip::{message, sdp};
 
@@ -42,6 +43,10 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// Calls tracked at once; beyond this, new INVITEs are counted and ignored so that a flood
 /// cannot exhaust memory.
 pub const MAX_CALLS: usize = 50_000;
+
+/// SIP over TCP waiting for the rest of its message, per stream; a "message" longer than
+/// this is not SIP worth waiting for.
+pub const MAX_SIP_MESSAGE: usize = 64 * 1024;
 
 /// What the tracker tells its driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +155,9 @@ pub struct Tracker {
     /// RTP address to (Call-ID, the party that receives there).
     routes: HashMap<SocketAddr, (String, Side)>,
     reassembler: ip::Reassembler,
+    tcp: StreamReassembler,
+    /// Bytes of SIP over TCP not yet framed into messages, per stream direction.
+    sip_streams: HashMap<StreamKey, Vec<u8>>,
     events: VecDeque<Event>,
     next_id: u64,
     last_tick: Duration,
@@ -225,8 +233,13 @@ impl Tracker {
                 Ok(())
             }
             ip::PROTO_TCP => {
-                transport::tcp(&payload)?;
+                let segment = transport::tcp(&payload)?;
                 self.stats.tcp_segments += 1;
+                let key = StreamKey {
+                    src: SocketAddr::new(packet.src, segment.src_port),
+                    dst: SocketAddr::new(packet.dst, segment.dst_port),
+                };
+                self.tcp_segment(now, key, &segment);
                 Ok(())
             }
             other => Err(PacketError::NotUdpOrTcp(other)),
@@ -246,6 +259,9 @@ impl Tracker {
     pub fn handle_timeout(&mut self, now: Duration) {
         self.last_tick = now;
         self.reassembler.expire(now);
+        self.tcp.expire(now);
+        let tcp = &self.tcp;
+        self.sip_streams.retain(|key, _| tcp.contains(key));
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for id in ids {
             let Some(call) = self.calls.get(&id) else {
@@ -298,14 +314,51 @@ impl Tracker {
         self.calls.len()
     }
 
-    fn sip(&mut self, now: Duration, src: SocketAddr, data: &[u8]) {
-        let message = match message::parse(data) {
-            Ok((message, _)) => message,
-            Err(_) => {
-                self.stats.malformed("sip");
-                return;
+    /// One TCP segment: its bytes join the stream, and every whole SIP message in the stream
+    /// is handled. Streams that do not start like SIP are not buffered.
+    fn tcp_segment(&mut self, now: Duration, key: StreamKey, segment: &transport::Tcp<'_>) {
+        let mut buffer = self.sip_streams.remove(&key).unwrap_or_default();
+        let mut closed = false;
+        self.tcp.handle(now, key, segment, |chunk| match chunk {
+            Chunk::Data(bytes) => {
+                if !buffer.is_empty() || looks_like_sip(bytes) {
+                    buffer.extend_from_slice(bytes);
+                }
             }
-        };
+            // What follows a hole starts mid-message; resynchronise on the next start line.
+            Chunk::Gap => buffer.clear(),
+            Chunk::Closed => closed = true,
+        });
+        loop {
+            match message::parse(&buffer) {
+                Ok((message, consumed)) => {
+                    self.sip_message(now, key.src, &message);
+                    buffer.drain(..consumed.min(buffer.len()));
+                }
+                Err(message::SipError::Incomplete { .. }) if buffer.len() <= MAX_SIP_MESSAGE => {
+                    break;
+                }
+                Err(_) if buffer.is_empty() => break,
+                Err(_) => {
+                    self.stats.malformed("sip_stream");
+                    let next = next_start_line(&buffer).unwrap_or(buffer.len());
+                    buffer.drain(..next);
+                }
+            }
+        }
+        if !closed && !buffer.is_empty() {
+            self.sip_streams.insert(key, buffer);
+        }
+    }
+
+    fn sip(&mut self, now: Duration, src: SocketAddr, data: &[u8]) {
+        match message::parse(data) {
+            Ok((message, _)) => self.sip_message(now, src, &message),
+            Err(_) => self.stats.malformed("sip"),
+        }
+    }
+
+    fn sip_message(&mut self, now: Duration, src: SocketAddr, message: &message::Message<'_>) {
         self.stats.sip_messages += 1;
         let (Some(call_id), Some((_, cseq_method))) = (message.call_id(), message.cseq()) else {
             self.stats.malformed("sip_missing_call_id_or_cseq");
@@ -320,7 +373,7 @@ impl Tracker {
             && to_tag.is_none()
             && !self.calls.contains_key(&call_id)
         {
-            self.new_call(now, &call_id, src, uri, &message, from_tag.clone());
+            self.new_call(now, &call_id, src, uri, message, from_tag.clone());
         }
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
@@ -678,6 +731,17 @@ fn looks_like_sip(payload: &[u8]) -> bool {
             .take(17)
             .position(|&b| b == b' ')
             .is_some_and(|space| space > 0 && trimmed[..space].iter().all(u8::is_ascii_uppercase))
+}
+
+/// Where the next SIP start line begins in `buffer` (after its first byte), if anywhere.
+fn next_start_line(buffer: &[u8]) -> Option<usize> {
+    buffer
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .find(|&start| looks_like_sip(&buffer[start..]) && !buffer[start..].starts_with(b"\r"))
 }
 
 /// RFC 3551's static payload types for the codecs we know.

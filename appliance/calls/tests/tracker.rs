@@ -421,3 +421,72 @@ fn hostile_bytes_never_panic_and_are_counted() {
     }
     assert!(tracker.stats.malformed.values().sum::<u64>() > 0);
 }
+
+#[test]
+fn sip_over_tcp_is_framed_across_split_merged_resent_and_reordered_segments() {
+    let call = Call::new("call-tcp", phone(), pbx());
+    let (udp, bye) = Capture::call(&call, 25);
+    // The same call, its SIP over one TCP connection each way instead of UDP.
+    let mut capture = Capture::default();
+    capture
+        .frames
+        .extend(udp.frames.into_iter().filter(|(_, f)| f[42] == 0x80));
+    let (invite, ringing, ok, ack) = (call.invite(), call.ringing(), call.ok(), call.ack());
+    let (a, b) = invite.split_at(invite.len() / 3);
+    let (b, c) = b.split_at(b.len() / 2);
+    let up = |seq: usize, bytes: &[u8]| {
+        synth::tcp_frame(call.caller.sip, call.callee.sip, 5000 + seq as u32, bytes)
+    };
+    let down = |seq: usize, bytes: &[u8]| {
+        synth::tcp_frame(call.callee.sip, call.caller.sip, 9000 + seq as u32, bytes)
+    };
+    // The INVITE in three segments: the last arrives before the middle one, and the first
+    // is sent twice.
+    capture.frames.push((ms(0), up(0, a)));
+    capture.frames.push((ms(1), up(a.len() + b.len(), c)));
+    capture.frames.push((ms(2), up(0, a)));
+    capture.frames.push((ms(3), up(a.len(), b)));
+    // 180 and 200 in one segment.
+    capture
+        .frames
+        .push((ms(1000), down(0, &[ringing.as_slice(), &ok].concat())));
+    capture.frames.push((ms(1010), up(invite.len(), &ack)));
+    capture
+        .frames
+        .push((bye, up(invite.len() + ack.len(), &call.bye_from_caller())));
+    let mut tracker = Tracker::new();
+    let events = capture.run(&mut tracker);
+    let Event::Answered(answered) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(answered.answered_at, Some(ms(1000)));
+    let Some(Event::Ended(ended)) = events.last() else {
+        panic!()
+    };
+    assert_eq!(ended.end_reason, Some(EndReason::ByeFromCaller));
+    assert_eq!(ended.streams[0].packets, 25);
+    assert_eq!(tracker.stats.sip_messages, 5);
+}
+
+#[test]
+fn garbage_on_a_sip_tcp_stream_is_skipped_to_the_next_message() {
+    let call = Call::new("call-tcp-junk", phone(), pbx());
+    let invite = call.invite();
+    let junk = b"INVITE this is not a request line\r\n\r\n".to_vec();
+    let stream = [junk.as_slice(), &invite].concat();
+    let mut tracker = Tracker::new();
+    tracker.handle_frame(
+        ms(0),
+        ETHERNET,
+        &synth::tcp_frame(call.caller.sip, call.callee.sip, 1, &stream),
+    );
+    tracker.handle_frame(
+        ms(500),
+        ETHERNET,
+        &synth::udp_frame(call.callee.sip, call.caller.sip, &call.ok()),
+    );
+    let Some(Event::Answered(answered)) = tracker.poll_event() else {
+        panic!()
+    };
+    assert_eq!(answered.sip_call_id, "call-tcp-junk");
+}

@@ -6,6 +6,7 @@
 //!   which puts fragmented datagrams back together (a SIP INVITE with a large SDP body is
 //!   often fragmented).
 //! - [`transport`]: UDP and TCP headers.
+//! - [`stream`]: TCP byte streams rebuilt from the segments seen (SIP over TCP).
 //! - [`rtp`]: RTP fixed headers (RFC 3550), and telling RTCP apart.
 //!
 //! **Architecture Invariant:** nothing here does I/O or reads a clock. Time, where needed (to
@@ -17,6 +18,7 @@
 pub mod ip;
 pub mod link;
 pub mod rtp;
+pub mod stream;
 pub mod transport;
 
 /// Why a frame could not be taken apart. Counted by reason; never fatal.
