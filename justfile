@@ -11,3 +11,7 @@ test:
 # Formatting and lints only.
 check:
     cargo xtask check
+
+# Measure against the anchors and update docs/benchmarks.md.
+bench:
+    cargo xtask bench

@@ -11,16 +11,27 @@ use anyhow::{Context, bail};
 pub(crate) const BUILD: &[&str] = &["build-essential", "pkg-config"];
 
 /// The peers the tests talk to, none of them ours:
-/// - systemd: `systemd-analyze verify` and `security` on the unit file;
+/// - systemd: `systemd-analyze verify` and `security` on the unit file, sysusers, tmpfiles;
 /// - curl: an independent HTTPS client for /health and /metrics;
-/// - python3-prometheus-client: the Prometheus project's own OpenMetrics parser.
+/// - python3-prometheus-client: the Prometheus project's own OpenMetrics parser;
+/// - python3: the standard `wave` module reads recordings back;
+/// - GStreamer: an independent RTP depayloader and G.711 decoder, the oracle for audio;
+/// - iproute2: network namespaces, veth pairs and `tc` mirroring for capture tests.
 pub(crate) const TEST: &[&str] = &[
     "systemd",
     "curl",
     "ca-certificates",
     "python3",
     "python3-prometheus-client",
+    "gstreamer1.0-tools",
+    "gstreamer1.0-plugins-base",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
+    "iproute2",
 ];
+
+/// The anchors the benchmarks compare against, and GNU time for peak memory.
+pub(crate) const BENCH: &[&str] = &["tshark", "time", "util-linux"];
 
 pub(crate) fn ensure(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();

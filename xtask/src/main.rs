@@ -3,6 +3,7 @@
 //! Each task installs what it needs first, so that on a fresh Debian 12 machine with only the
 //! Rust toolchain the two commands of the README are all there is to it.
 
+mod bench;
 mod deps;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ tasks:
   demo [-- ARGS]   install build dependencies, build in release mode, run `tapline demo ARGS`
   test             install test peers, then fmt check, clippy -D warnings, every test
   check            fmt check and clippy only
+  bench            measure against the anchors (tshark), write docs/benchmarks.md
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -28,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         "demo" => demo(&rest),
         "test" => test(),
         "check" => check(),
+        "bench" => bench::run(),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -72,11 +72,18 @@ async fn serve(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyh
         });
     }
     if !config.capture.interfaces.is_empty() {
-        tracing::warn!(
-            interfaces = ?config.capture.interfaces,
-            "`capture.interfaces` is set, but this build captures only from `capture.replay`; \
-             no live SPAN capture is running"
-        );
+        let metrics = recording::LiveMetrics::register(&mut registry);
+        let interfaces = config.capture.interfaces.clone();
+        let (store, data_dir) = (store.clone(), data_dir.clone());
+        supervisor.add("span", move |ctx| {
+            recording::live(
+                ctx,
+                interfaces.clone(),
+                store.clone(),
+                data_dir.clone(),
+                metrics.clone(),
+            )
+        });
     }
 
     let cert_paths = tapline_web::tls::CertPaths::in_data_dir(&data_dir);

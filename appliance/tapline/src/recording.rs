@@ -16,7 +16,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tapline_capture::CaptureFile;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tapline_capture::{CaptureFile, LiveCapture, LiveError, LiveOptions};
 use tapline_recorder::{Recorder, RecorderConfig, Totals};
 use tapline_runtime::{BoxError, ServiceContext};
 use tapline_store::Store;
@@ -165,22 +167,7 @@ pub(crate) async fn replay(
 
     let (input, thread) = start_recorder(store, data_dir, "replay", metrics.clone()).await?;
     ctx.set_ready_at(vec![format!("replay of {}", path.display())]);
-    let ticker = {
-        let input = input.clone();
-        let shutdown = ctx.shutdown().clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(TICK);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    () = shutdown.cancelled() => return,
-                }
-                if input.try_send(Input::Tick(wall_clock())).is_err() {
-                    // Full of frames, which carry time themselves; or the recorder is gone.
-                }
-            }
-        })
-    };
+    let ticker = spawn_ticker(input.clone(), ctx.shutdown().clone());
     let result = tapline_capture::replay(&path, ctx.shutdown(), |frame| {
         metrics.frames.inc();
         metrics.bytes.inc_by(frame.data.len() as u64);
@@ -206,6 +193,167 @@ pub(crate) async fn replay(
         .map_err(|_| "the recorder thread panicked")?;
     result?;
     Ok(())
+}
+
+/// The capture service on the SPAN port(s): one reader thread per interface, every frame
+/// recorded. Kernel drops are counted in `tapline_capture_kernel_drops_total`.
+pub(crate) async fn live(
+    ctx: ServiceContext,
+    interfaces: Vec<String>,
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    metrics: LiveMetrics,
+) -> Result<(), BoxError> {
+    // Open every interface before saying ready: a missing or unpermitted one fails the
+    // service (and is retried with backoff), loudly, instead of capturing half the traffic.
+    let names = interfaces.clone();
+    let captures = tokio::task::spawn_blocking(move || {
+        names
+            .iter()
+            .map(|name| LiveCapture::open(name, &LiveOptions::default()))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await??;
+    let (input, recorder) =
+        start_recorder(store, data_dir, "span", metrics.recording.clone()).await?;
+    ctx.set_ready_at(
+        interfaces
+            .iter()
+            .map(|i| format!("SPAN capture on {i}"))
+            .collect(),
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (failed_tx, mut failed) = tokio::sync::mpsc::channel::<LiveError>(interfaces.len());
+    let readers: Vec<_> = captures
+        .into_iter()
+        .map(|capture| {
+            let (input, stop, failed, metrics) = (
+                input.clone(),
+                stop.clone(),
+                failed_tx.clone(),
+                metrics.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("capture {}", capture.interface()))
+                .spawn(move || {
+                    if let Err(err) = read_interface(capture, &input, &stop, &metrics) {
+                        let _ = failed.blocking_send(err);
+                    }
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    drop(failed_tx);
+    let ticker = spawn_ticker(input.clone(), ctx.shutdown().clone());
+    let outcome = tokio::select! {
+        () = ctx.shutdown().cancelled() => Ok(()),
+        Some(err) = failed.recv() => Err(err),
+    };
+    stop.store(true, Ordering::Relaxed);
+    ticker.abort();
+    drop(input);
+    tokio::task::spawn_blocking(move || {
+        for reader in readers {
+            let _ = reader.join();
+        }
+        recorder.join()
+    })
+    .await?
+    .map_err(|_| "the recorder thread panicked")?;
+    outcome?;
+    Ok(())
+}
+
+/// Live capture metrics: per interface, plus the recorder's.
+#[derive(Clone, Debug)]
+pub(crate) struct LiveMetrics {
+    recording: Metrics,
+    kernel_drops: Family<InterfaceLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabel {
+    interface: String,
+}
+
+impl LiveMetrics {
+    pub(crate) fn register(registry: &mut Registry) -> LiveMetrics {
+        let kernel_drops = Family::<InterfaceLabel, Counter>::default();
+        registry.register(
+            "capture_kernel_drops",
+            "Frames the kernel dropped because the capture ring was full",
+            kernel_drops.clone(),
+        );
+        LiveMetrics {
+            recording: Metrics::register(registry, "span"),
+            kernel_drops,
+        }
+    }
+}
+
+/// Reads one interface until `stop`, handing frames to the recorder.
+fn read_interface(
+    mut capture: LiveCapture,
+    input: &SyncSender<Input>,
+    stop: &AtomicBool,
+    metrics: &LiveMetrics,
+) -> Result<(), LiveError> {
+    let label = InterfaceLabel {
+        interface: capture.interface().to_owned(),
+    };
+    let mut dropped_seen = 0;
+    let mut last_stats = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let result = capture.next_block(Duration::from_millis(200), |frame| {
+            metrics.recording.frames.inc();
+            metrics.recording.bytes.inc_by(frame.data.len() as u64);
+            let at = frame
+                .timestamp
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            let message = Input::Frame {
+                at,
+                link_type: frame.link_type,
+                data: frame.data.to_vec(),
+            };
+            if let Err(TrySendError::Full(_)) = input.try_send(message) {
+                metrics.recording.dropped.inc();
+            }
+        });
+        match result {
+            Ok(_) => {}
+            // The link went down (cable pulled, switch port reset): keep waiting for it.
+            Err(LiveError::Interrupted { .. }) => std::thread::sleep(Duration::from_millis(200)),
+            Err(err) => return Err(err),
+        }
+        if last_stats.elapsed() >= TICK {
+            last_stats = std::time::Instant::now();
+            let stats = capture.stats()?;
+            metrics
+                .kernel_drops
+                .get_or_create(&label)
+                .inc_by(stats.drops - dropped_seen);
+            dropped_seen = stats.drops;
+        }
+    }
+    Ok(())
+}
+
+fn spawn_ticker(
+    input: SyncSender<Input>,
+    shutdown: tapline_runtime::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            // A full channel carries time in its frames; a closed one means we are stopping.
+            let _ = input.try_send(Input::Tick(wall_clock()));
+        }
+    })
 }
 
 async fn start_recorder(

@@ -4,14 +4,18 @@
 //!   `tapline record --pcap` and for replay.
 //! - [`replay`] plays a capture file in a loop, in real time, as if it were arriving on the
 //!   SPAN port: the demo runs on it, and so can a test rig with no switch.
+//! - [`LiveCapture`] captures every frame on a network interface, the SPAN port itself,
+//!   through a memory-mapped `AF_PACKET` ring.
 //!
 //! Every source yields [`Frame`]s: the link-layer bytes, the link type they are framed in, and
 //! the time the frame was seen, which is the only clock the recorder's core uses.
 
 mod file;
+mod live;
 mod replay;
 
 pub use file::{CaptureError, CaptureFile};
+pub use live::{LiveCapture, LiveError, LiveOptions, LiveStats};
 pub use replay::{LOOP_GAP, replay};
 
 use std::time::SystemTime;
