@@ -54,6 +54,13 @@ fn check_config_prints_the_configuration_in_force() {
              [tenant]\nname = \"AcmeJets\"\ntimezone = \"America/Los_Angeles\"\n\n\
              [storage]\ndata_dir = \"{}\"\n\n\
              [capture]\ninterfaces = []\n\n\
+             [recording]\nformat = \"pcm16\"\npercentage = 100\n\n\
+             [recording.headers]\nagent_name = \"X-Agent-Name\"\ncall_type = \"X-Call-Type\"\n\
+             queue = \"X-Queue\"\nqueue_name = \"X-Queue-Name\"\ncase_id = \"X-Case-Id\"\n\
+             account = \"X-Account\"\nphone_channel = \"X-Phone-Channel\"\n\
+             external_variable_1 = \"X-External-Variable-1\"\n\
+             external_variable_2 = \"X-External-Variable-2\"\n\
+             outdial_code = \"X-Outdial-Code\"\nwrap_up_code = \"X-Wrap-Up-Code\"\n\n\
              [web]\nlisten = \"127.0.0.1:0\"\n\n\
              [sftp]\nlisten = \"127.0.0.1:0\"\n\n\
              [turn]\nlisten = \"127.0.0.1:0\"\nrelay_ports = \"49152-65535\"\n",

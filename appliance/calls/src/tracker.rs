@@ -44,6 +44,9 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// cannot exhaust memory.
 pub const MAX_CALLS: usize = 50_000;
 
+/// Headers of an INVITE kept for metadata.
+pub const MAX_KEPT_HEADERS: usize = 64;
+
 /// SIP over TCP waiting for the rest of its message, per stream; a "message" longer than
 /// this is not SIP worth waiting for.
 pub const MAX_SIP_MESSAGE: usize = 64 * 1024;
@@ -85,8 +88,9 @@ pub struct CallSummary {
     /// Codec seen on each direction (caller's, callee's).
     pub codecs: [Option<String>; 2],
     pub streams: [StreamStats; 2],
-    /// Headers of the INVITE whose names start with `X-` (for metadata mapping), in order.
-    pub extra_headers: Vec<(String, String)>,
+    /// The INVITE's headers, in order (at most [`MAX_KEPT_HEADERS`]): metadata such as
+    /// the queue or case id travels in them, and which header means what is configuration.
+    pub invite_headers: Vec<(String, String)>,
     /// The Call-ID this call replaces (RFC 3891), linking the legs of a transfer.
     pub replaces: Option<String>,
     /// Where this call was referred to (REFER), if it was transferred.
@@ -486,9 +490,9 @@ impl Tracker {
                 ..Party::default()
             },
         };
-        let extra_headers = invite
+        let invite_headers = invite
             .fields()
-            .filter(|(name, _)| name.len() > 2 && name[..2].eq_ignore_ascii_case("x-"))
+            .take(MAX_KEPT_HEADERS)
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
         self.next_id += 1;
@@ -505,7 +509,7 @@ impl Tracker {
             sample_rate: 8000,
             codecs: [None, None],
             streams: [StreamStats::default(); 2],
-            extra_headers,
+            invite_headers,
             replaces: invite.replaces().map(|r| r.call_id.to_string()),
             referred_to: None,
         };

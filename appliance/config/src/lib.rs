@@ -27,6 +27,7 @@ pub struct Config {
     pub tenant: TenantConfig,
     pub storage: StorageConfig,
     pub capture: CaptureConfig,
+    pub recording: RecordingConfig,
     pub web: WebConfig,
     pub sftp: SftpConfig,
     pub turn: TurnConfig,
@@ -56,6 +57,77 @@ pub struct CaptureConfig {
     /// A pcap or pcapng file replayed in a loop, in real time, as if it arrived on the SPAN
     /// port. Used by the demo and by test rigs; absent in production.
     pub replay: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordingConfig {
+    /// Sample format of new recordings.
+    pub format: RecordingFormat,
+    /// Share of calls recorded automatically, decided when a call is answered.
+    pub percentage: u8,
+    /// Which SIP header of the INVITE fills which field of a recording's metadata.
+    pub headers: HeaderMap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingFormat {
+    /// 16-bit linear PCM.
+    Pcm16,
+    /// G.711 µ-law, 8 bits a sample: half the size.
+    MuLaw,
+    /// G.711 A-law, 8 bits a sample.
+    ALaw,
+}
+
+impl RecordingFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingFormat::Pcm16 => "pcm16",
+            RecordingFormat::MuLaw => "mulaw",
+            RecordingFormat::ALaw => "alaw",
+        }
+    }
+}
+
+/// Metadata fields filled from SIP headers, and the header each comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderMap {
+    fields: Vec<(&'static str, String)>,
+}
+
+impl HeaderMap {
+    /// Every field, with its default header.
+    pub const FIELDS: &'static [(&'static str, &'static str)] = &[
+        ("agent_name", "X-Agent-Name"),
+        ("call_type", "X-Call-Type"),
+        ("queue", "X-Queue"),
+        ("queue_name", "X-Queue-Name"),
+        ("case_id", "X-Case-Id"),
+        ("account", "X-Account"),
+        ("phone_channel", "X-Phone-Channel"),
+        ("external_variable_1", "X-External-Variable-1"),
+        ("external_variable_2", "X-External-Variable-2"),
+        ("outdial_code", "X-Outdial-Code"),
+        ("wrap_up_code", "X-Wrap-Up-Code"),
+    ];
+
+    pub(crate) fn set(&mut self, field: &'static str, header: String) {
+        self.fields.retain(|(f, _)| *f != field);
+        self.fields.push((field, header));
+    }
+
+    /// The header a field comes from.
+    pub fn header(&self, field: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, h)| h.as_str())
+    }
+
+    /// (field, header) pairs, in the order of [`Self::FIELDS`].
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.fields.iter().map(|(f, h)| (*f, h.as_str()))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +232,14 @@ impl Config {
         );
         if let Some(replay) = &self.capture.replay {
             out += &format!("replay = {}\n", quote(&replay.display().to_string()));
+        }
+        out += &format!(
+            "\n[recording]\nformat = {}\npercentage = {}\n\n[recording.headers]\n",
+            quote(self.recording.format.as_str()),
+            self.recording.percentage
+        );
+        for (field, header) in self.recording.headers.iter() {
+            out += &format!("{field} = {}\n", quote(header));
         }
         out += &format!(
             "\n[web]\nlisten = {}\n\n",

@@ -11,10 +11,19 @@ use toml::{Table, Value};
 
 use crate::values::{self, PortRange};
 use crate::{
-    CaptureConfig, Config, Problem, SftpConfig, StorageConfig, TenantConfig, TurnConfig, WebConfig,
+    CaptureConfig, Config, HeaderMap, Problem, RecordingConfig, RecordingFormat, SftpConfig,
+    StorageConfig, TenantConfig, TurnConfig, WebConfig,
 };
 
-const SECTIONS: &[&str] = &["tenant", "storage", "capture", "web", "sftp", "turn"];
+const SECTIONS: &[&str] = &[
+    "tenant",
+    "storage",
+    "capture",
+    "recording",
+    "web",
+    "sftp",
+    "turn",
+];
 
 pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Problem>> {
     let mut problems = Vec::new();
@@ -45,6 +54,21 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
         interfaces.and_then(|names| capture.check("interfaces", names, |n| values::distinct(n)));
     let replay = capture.optional_string("replay", |s| values::file(s, base_dir));
     capture.finish(&mut problems);
+
+    let mut recording = Section::new(root, "recording");
+    let format = recording.string_or("format", RecordingFormat::Pcm16, values::recording_format);
+    let percentage = recording.integer_or("percentage", 100, values::percentage);
+    let mut headers = recording.nested("headers", "recording.headers");
+    let mut header_map = Some(HeaderMap::default());
+    for (field, default) in HeaderMap::FIELDS {
+        let name = headers.string_or(field, (*default).to_owned(), values::header_name);
+        match (name, header_map.as_mut()) {
+            (Some(name), Some(map)) => map.set(field, name),
+            _ => header_map = None,
+        }
+    }
+    headers.finish(&mut problems);
+    recording.finish(&mut problems);
 
     let mut web = Section::new(root, "web");
     let web_listen = web.string_or("listen", ([0, 0, 0, 0], 443).into(), values::socket_addr);
@@ -93,6 +117,7 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
         data_dir,
         interfaces,
         replay,
+        (format, percentage, header_map),
         web_listen,
         sftp_listen,
         turn_listen,
@@ -104,6 +129,7 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
             Some(data_dir),
             Some(interfaces),
             Some(replay),
+            (Some(format), Some(percentage), Some(headers)),
             Some(web_listen),
             Some(sftp_listen),
             Some(turn_listen),
@@ -116,6 +142,11 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
             },
             storage: StorageConfig { data_dir },
             capture: CaptureConfig { interfaces, replay },
+            recording: RecordingConfig {
+                format,
+                percentage,
+                headers,
+            },
             web: WebConfig { listen: web_listen },
             sftp: SftpConfig {
                 listen: sftp_listen,
@@ -227,6 +258,54 @@ impl<'t> Section<'t> {
                 None
             }
             Some(value) => self.parse_string(key, value, parse),
+        }
+    }
+
+    /// A table inside this one, read the same way (`[section.key]`).
+    fn nested(&mut self, key: &'static str, full_name: &'static str) -> Section<'t> {
+        let mut nested = Section {
+            name: full_name,
+            table: None,
+            asked: Vec::new(),
+            problems: Vec::new(),
+            malformed: self.malformed,
+        };
+        match self.value(key) {
+            None => {}
+            Some(Value::Table(table)) => nested.table = Some(table),
+            Some(other) => {
+                nested.malformed = true;
+                let reason = format!(
+                    "expected a table `[{full_name}]`, found {}",
+                    other.type_str()
+                );
+                self.problem(key, Some(other), reason);
+            }
+        }
+        nested
+    }
+
+    /// An integer with a default; `None` means the key was present but unusable.
+    fn integer_or<T>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        parse: impl FnOnce(i64) -> Result<T, String>,
+    ) -> Option<T> {
+        match self.value(key) {
+            None => Some(default),
+            Some(value @ Value::Integer(n)) => match parse(*n) {
+                Ok(parsed) => Some(parsed),
+                Err(reason) => {
+                    self.problem(key, Some(value), reason);
+                    None
+                }
+            },
+            Some(other) => {
+                let reason = format!("expected a whole number, found {}", other.type_str());
+                self.problem(key, Some(other), reason);
+                None
+            }
         }
     }
 

@@ -176,7 +176,7 @@ fn unknown_keys_and_sections_are_refused() {
     check_error(
         "[tenant]\nname = \"x\"\n[recorder]\nformat = \"wav\"\n",
         "tapline.toml: key `recorder` = { format = \"wav\" }: unknown key (known keys here: \
-         `tenant`, `storage`, `capture`, `web`, `sftp`, `turn`)",
+         `tenant`, `storage`, `capture`, `recording`, `web`, `sftp`, `turn`)",
     );
     check_error(
         "tenant = \"AcmeJets\"\n",
@@ -294,4 +294,74 @@ fn a_replay_file_that_cannot_be_read_is_refused_with_the_environment() {
         err.ends_with(&format!("{} is not a regular file", dir.path().display())),
         "{err}"
     );
+}
+
+#[test]
+fn recording_defaults_and_overrides() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.recording.format, RecordingFormat::Pcm16);
+    assert_eq!(config.recording.percentage, 100);
+    assert_eq!(
+        config.recording.headers.header("queue_name"),
+        Some("X-Queue-Name")
+    );
+    let text = format!(
+        "{MINIMAL}[recording]\nformat = \"mulaw\"\npercentage = 25\n\
+         [recording.headers]\nqueue_name = \"X-Genesys-Queue\"\n"
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.recording.format, RecordingFormat::MuLaw);
+    assert_eq!(config.recording.percentage, 25);
+    assert_eq!(
+        config.recording.headers.header("queue_name"),
+        Some("X-Genesys-Queue")
+    );
+    assert_eq!(
+        config.recording.headers.header("case_id"),
+        Some("X-Case-Id"),
+        "others keep defaults"
+    );
+    assert_eq!(
+        parse(&config.effective_toml()).unwrap().recording.headers,
+        config.recording.headers
+    );
+}
+
+#[test]
+fn bad_recording_settings_name_their_key() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[recording]\nformat = \"mp3\"\n",
+            "tapline.toml: key `recording.format` = \"mp3\": expected \"pcm16\" (16-bit linear), \
+             \"mulaw\" or \"alaw\" (G.711, half the size)",
+        ),
+        (
+            "[recording]\npercentage = 150\n",
+            "tapline.toml: key `recording.percentage` = 150: expected a percentage from 0 to 100",
+        ),
+        (
+            "[recording]\npercentage = \"50%\"\n",
+            "tapline.toml: key `recording.percentage` = \"50%\": expected a whole number, found string",
+        ),
+        (
+            "[recording.headers]\nqueue = \"X Queue\"\n",
+            "tapline.toml: key `recording.headers.queue` = \"X Queue\": not a SIP header name \
+             (letters, digits and -.!%*_+`'~)",
+        ),
+        (
+            "[recording.headers]\nqueu = \"X-Queue\"\n",
+            "tapline.toml: key `recording.headers.queu` = \"X-Queue\": unknown key (known keys \
+             here: `agent_name`, `call_type`, `queue`, `queue_name`, `case_id`, `account`, \
+             `phone_channel`, `external_variable_1`, `external_variable_2`, `outdial_code`, \
+             `wrap_up_code`)",
+        ),
+        (
+            "[recording]\nheaders = \"X-Queue\"\n",
+            "tapline.toml: key `recording.headers` = \"X-Queue\": expected a table \
+             `[recording.headers]`, found string",
+        ),
+    ];
+    for (text, expected) in cases {
+        check_error(&format!("{MINIMAL}{text}"), expected);
+    }
 }

@@ -32,6 +32,38 @@ impl fmt::Display for PortRange {
     }
 }
 
+pub(crate) fn recording_format(s: &str) -> Result<crate::RecordingFormat, String> {
+    match s {
+        "pcm16" => Ok(crate::RecordingFormat::Pcm16),
+        "mulaw" => Ok(crate::RecordingFormat::MuLaw),
+        "alaw" => Ok(crate::RecordingFormat::ALaw),
+        _ => Err(
+            "expected \"pcm16\" (16-bit linear), \"mulaw\" or \"alaw\" (G.711, half the size)"
+                .to_owned(),
+        ),
+    }
+}
+
+pub(crate) fn percentage(n: i64) -> Result<u8, String> {
+    u8::try_from(n)
+        .ok()
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| "expected a percentage from 0 to 100".to_owned())
+}
+
+/// A SIP header name (RFC 3261 token characters).
+pub(crate) fn header_name(s: &str) -> Result<String, String> {
+    let token = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c));
+    if token {
+        Ok(s.to_owned())
+    } else {
+        Err("not a SIP header name (letters, digits and -.!%*_+`'~)".to_owned())
+    }
+}
+
 pub(crate) fn tenant_name(s: &str) -> Result<String, String> {
     let well_formed = (1..=64).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tapline_calls::{CallSummary, Event, Tracker};
+use tapline_config::{RecordingConfig, RecordingFormat};
+use tapline_media::g711;
 use tapline_media::wav::{self, SampleFormat, WavSpec, WavWriter};
 use tapline_runtime::supervisor::error_chain as chain;
 use tapline_store::Store;
@@ -64,6 +66,8 @@ pub struct RecorderConfig {
     pub root: PathBuf,
     /// What the frames come from, stored with each recording: `span`, `replay`, `pcap`.
     pub source: &'static str,
+    /// Format, recording percentage and metadata headers (`[recording]`).
+    pub recording: RecordingConfig,
 }
 
 /// What happened to the calls seen, for summaries and metrics.
@@ -74,6 +78,8 @@ pub struct Totals {
     pub failed: u64,
     pub unrecordable: u64,
     pub recovered_at_start: u64,
+    /// Answered calls the recording percentage left out.
+    pub not_selected: u64,
 }
 
 /// See the crate documentation.
@@ -90,6 +96,8 @@ struct Open {
     row: i64,
     path: PathBuf,
     writer: Option<WavWriter<BufWriter<File>>>,
+    /// Reused for G.711 output.
+    encoded: Vec<u8>,
 }
 
 impl Recorder {
@@ -161,6 +169,19 @@ impl Recorder {
 
     fn start(&mut self, summary: &CallSummary) -> Result<(), RecorderError> {
         let answered = summary.answered_at.unwrap_or(summary.invited_at);
+        let (record, reason) = decide(&summary.sip_call_id, self.config.recording.percentage);
+        if !record {
+            self.totals.not_selected += 1;
+            self.store.write(|tx| {
+                tx.execute(
+                    "INSERT INTO call_decisions (sip_call_id, answered_at, recorded, reason)
+                     VALUES (?1, ?2, 0, ?3)",
+                    (&summary.sip_call_id, layout::iso_utc(answered), &reason),
+                )
+            })?;
+            tracing::info!(call_id = %summary.sip_call_id, reason, "call not recorded");
+            return Ok(());
+        }
         let directory = day_directory(answered);
         let dir_path = self.config.root.join(&directory);
         let create_err = |path: &Path| {
@@ -171,8 +192,13 @@ impl Recorder {
         let (name, file) =
             layout::create_unique(&dir_path, answered).map_err(create_err(&dir_path))?;
         let path = dir_path.join(&name);
+        let format = match self.config.recording.format {
+            RecordingFormat::Pcm16 => SampleFormat::Pcm16,
+            RecordingFormat::MuLaw => SampleFormat::MuLaw,
+            RecordingFormat::ALaw => SampleFormat::ALaw,
+        };
         let spec = WavSpec {
-            format: SampleFormat::Pcm16,
+            format,
             channels: 2,
             sample_rate: summary.sample_rate,
         };
@@ -188,12 +214,20 @@ impl Recorder {
                 source,
             })?;
         layout::sync_directory(&dir_path).map_err(create_err(&dir_path))?;
+        let metadata: Vec<Option<&str>> = self
+            .config
+            .recording
+            .headers
+            .iter()
+            .map(|(_, header)| invite_header(summary, header))
+            .collect();
         let row = self.store.write(|tx| {
             tx.execute(
                 "INSERT INTO recordings (file_name, directory, status, source, answered_at,
                      transaction_id, sip_call_id, parent_transaction_id, caller_uri, caller_number,
-                     caller_name, callee_uri, called_number, sample_rate, channels, format)
-                 VALUES (?1, ?2, 'recording', ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 2, 'pcm16')",
+                     caller_name, callee_uri, called_number, sample_rate, channels, format,
+                     record_reason)
+                 VALUES (?1, ?2, 'recording', ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 2, ?13, ?14)",
                 rusqlite::params![
                     name,
                     directory,
@@ -207,9 +241,24 @@ impl Recorder {
                     summary.callee.uri,
                     summary.dialled.as_ref().or(summary.callee.user.as_ref()),
                     summary.sample_rate,
+                    self.config.recording.format.as_str(),
+                    reason,
                 ],
             )?;
-            Ok::<_, rusqlite::Error>(tx.last_insert_rowid())
+            let row = tx.last_insert_rowid();
+            // The metadata columns are named as the [recording.headers] fields, a fixed list
+            // (HeaderMap::FIELDS), so the column name in this statement is never input.
+            for ((field, _), value) in self.config.recording.headers.iter().zip(&metadata) {
+                if let Some(value) = value {
+                    tx.execute(&format!("UPDATE recordings SET {field} = ?2 WHERE id = ?1"), (row, value))?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO call_decisions (sip_call_id, answered_at, recorded, reason, file_name)
+                 VALUES (?1, ?2, 1, ?3, ?4)",
+                (&summary.sip_call_id, layout::iso_utc(answered), &reason, &name),
+            )?;
+            Ok::<_, rusqlite::Error>(row)
         });
         let row = match row {
             Ok(row) => row,
@@ -227,6 +276,7 @@ impl Recorder {
                 row,
                 path,
                 writer: Some(writer),
+                encoded: Vec::new(),
             },
         );
         Ok(())
@@ -239,7 +289,22 @@ impl Recorder {
         let Some(writer) = open.writer.as_mut() else {
             return;
         };
-        if let Err(err) = writer.write_frames_i16(samples) {
+        let written = match writer.spec().format {
+            SampleFormat::Pcm16 => writer.write_frames_i16(samples),
+            SampleFormat::MuLaw => {
+                open.encoded.clear();
+                open.encoded
+                    .extend(samples.iter().map(|&s| g711::linear_to_ulaw(s)));
+                writer.write_frames_u8(&open.encoded)
+            }
+            SampleFormat::ALaw => {
+                open.encoded.clear();
+                open.encoded
+                    .extend(samples.iter().map(|&s| g711::linear_to_alaw(s)));
+                writer.write_frames_u8(&open.encoded)
+            }
+        };
+        if let Err(err) = written {
             tracing::error!(file = %open.path.display(), error = %chain(&err), "cannot write recording; keeping what was written");
             // Keep what is on disk consistent, then stop writing this call.
             let _ = writer.sync_header();
@@ -382,6 +447,40 @@ impl Recorder {
         }
         Ok(())
     }
+}
+
+/// Whether to record a call, and why. The choice hangs on the Call-ID alone, so the same
+/// call always gets the same answer (replaying a capture records the same calls), and calls
+/// fall evenly into the 100 buckets.
+fn decide(sip_call_id: &str, percentage: u8) -> (bool, String) {
+    match percentage {
+        100 => (true, "recording percentage 100: every call".to_owned()),
+        0 => (false, "recording percentage 0: no call".to_owned()),
+        _ => {
+            let digest = Sha256::digest(sip_call_id.as_bytes());
+            let bucket = u16::from_be_bytes([digest[0], digest[1]]) % 100;
+            if bucket < u16::from(percentage) {
+                (
+                    true,
+                    format!("recording percentage {percentage}: selected (bucket {bucket})"),
+                )
+            } else {
+                (
+                    false,
+                    format!("recording percentage {percentage}: not selected (bucket {bucket})"),
+                )
+            }
+        }
+    }
+}
+
+/// The first value of an INVITE header, matched without regard to case.
+fn invite_header<'a>(summary: &'a CallSummary, name: &str) -> Option<&'a str> {
+    summary
+        .invite_headers
+        .iter()
+        .find(|(header, _)| header.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
 }
 
 /// Size and hex SHA-256 of a file.

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "recordings",
         sql: include_str!("../migrations/0002_recordings.sql"),
     },
+    Migration {
+        version: 3,
+        name: "call_decisions",
+        sql: include_str!("../migrations/0003_call_decisions.sql"),
+    },
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

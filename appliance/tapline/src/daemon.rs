@@ -58,31 +58,23 @@ async fn serve(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyh
     );
     let mut supervisor = Supervisor::new(RestartPolicy::default(), &mut registry);
 
+    let setup = recording::RecorderSetup {
+        store: store.clone(),
+        data_dir: data_dir.clone(),
+        recording: config.recording.clone(),
+    };
     if let Some(path) = config.capture.replay.clone() {
         let metrics = recording::Metrics::register(&mut registry, "replay");
-        let (store, data_dir) = (store.clone(), data_dir.clone());
+        let setup = setup.clone();
         supervisor.add("capture", move |ctx| {
-            recording::replay(
-                ctx,
-                path.clone(),
-                store.clone(),
-                data_dir.clone(),
-                metrics.clone(),
-            )
+            recording::replay(ctx, path.clone(), setup.clone(), metrics.clone())
         });
     }
     if !config.capture.interfaces.is_empty() {
         let metrics = recording::LiveMetrics::register(&mut registry);
         let interfaces = config.capture.interfaces.clone();
-        let (store, data_dir) = (store.clone(), data_dir.clone());
         supervisor.add("span", move |ctx| {
-            recording::live(
-                ctx,
-                interfaces.clone(),
-                store.clone(),
-                data_dir.clone(),
-                metrics.clone(),
-            )
+            recording::live(ctx, interfaces.clone(), setup.clone(), metrics.clone())
         });
     }
 

@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tapline_capture::{CaptureFile, LiveCapture, LiveError, LiveOptions};
+use tapline_config::RecordingConfig;
 use tapline_recorder::{Recorder, RecorderConfig, Totals};
 use tapline_runtime::{BoxError, ServiceContext};
 use tapline_store::Store;
@@ -104,6 +105,11 @@ impl Metrics {
                 totals.recovered_at_start,
                 seen.totals.recovered_at_start,
             ),
+            (
+                "not_selected",
+                totals.not_selected,
+                seen.totals.not_selected,
+            ),
         ] {
             self.recordings
                 .get_or_create(&StatusLabel { status })
@@ -143,6 +149,14 @@ struct Seen {
     malformed: Vec<(&'static str, u64)>,
 }
 
+/// What a capture service needs to record: where, into which database, and how.
+#[derive(Clone, Debug)]
+pub(crate) struct RecorderSetup {
+    pub(crate) store: Arc<Store>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) recording: RecordingConfig,
+}
+
 enum Input {
     Frame {
         at: Duration,
@@ -156,8 +170,7 @@ enum Input {
 pub(crate) async fn replay(
     ctx: ServiceContext,
     path: PathBuf,
-    store: Arc<Store>,
-    data_dir: PathBuf,
+    setup: RecorderSetup,
     metrics: Metrics,
 ) -> Result<(), BoxError> {
     // Ready only once the file is known to hold frames: a damaged replay file shows as a
@@ -165,7 +178,7 @@ pub(crate) async fn replay(
     let probe = path.clone();
     tokio::task::spawn_blocking(move || CaptureFile::open(&probe)?.next_frame(|_| {})).await??;
 
-    let (input, thread) = start_recorder(store, data_dir, "replay", metrics.clone()).await?;
+    let (input, thread) = start_recorder(setup, "replay", metrics.clone()).await?;
     ctx.set_ready_at(vec![format!("replay of {}", path.display())]);
     let ticker = spawn_ticker(input.clone(), ctx.shutdown().clone());
     let result = tapline_capture::replay(&path, ctx.shutdown(), |frame| {
@@ -200,8 +213,7 @@ pub(crate) async fn replay(
 pub(crate) async fn live(
     ctx: ServiceContext,
     interfaces: Vec<String>,
-    store: Arc<Store>,
-    data_dir: PathBuf,
+    setup: RecorderSetup,
     metrics: LiveMetrics,
 ) -> Result<(), BoxError> {
     // Open every interface before saying ready: a missing or unpermitted one fails the
@@ -214,8 +226,7 @@ pub(crate) async fn live(
             .collect::<Result<Vec<_>, _>>()
     })
     .await??;
-    let (input, recorder) =
-        start_recorder(store, data_dir, "span", metrics.recording.clone()).await?;
+    let (input, recorder) = start_recorder(setup, "span", metrics.recording.clone()).await?;
     ctx.set_ready_at(
         interfaces
             .iter()
@@ -357,14 +368,15 @@ fn spawn_ticker(
 }
 
 async fn start_recorder(
-    store: Arc<Store>,
-    data_dir: PathBuf,
+    setup: RecorderSetup,
     source: &'static str,
     metrics: Metrics,
 ) -> Result<(SyncSender<Input>, std::thread::JoinHandle<()>), BoxError> {
+    let store = setup.store;
     let config = RecorderConfig {
-        root: data_dir.join("recordings"),
+        root: setup.data_dir.join("recordings"),
         source,
+        recording: setup.recording,
     };
     // Opening the recorder repairs what a crash left open; that reads and writes files.
     let recorder = tokio::task::spawn_blocking(move || Recorder::new(store, config)).await??;
@@ -418,6 +430,7 @@ pub(crate) fn record_file(config_path: &Path, capture: &Path) -> anyhow::Result<
     let recorder_config = RecorderConfig {
         root: config.storage.data_dir.join("recordings"),
         source: "pcap",
+        recording: config.recording.clone(),
     };
     let mut recorder = Recorder::new(store, recorder_config)?;
     let mut file = CaptureFile::open(capture)?;
