@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tapline_capture::{CaptureFile, LiveCapture, LiveError, LiveOptions};
+use tapline_capture::{CaptureFile, Frame, LiveCapture, LiveError, LiveOptions};
 use tapline_config::RecordingConfig;
 use tapline_recorder::{Recorder, RecorderConfig, Totals};
 use tapline_runtime::{BoxError, ServiceContext};
@@ -182,20 +182,7 @@ pub(crate) async fn replay(
     ctx.set_ready_at(vec![format!("replay of {}", path.display())]);
     let ticker = spawn_ticker(input.clone(), ctx.shutdown().clone());
     let result = tapline_capture::replay(&path, ctx.shutdown(), |frame| {
-        metrics.frames.inc();
-        metrics.bytes.inc_by(frame.data.len() as u64);
-        let at = frame
-            .timestamp
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let message = Input::Frame {
-            at,
-            link_type: frame.link_type,
-            data: frame.data.to_vec(),
-        };
-        if let Err(TrySendError::Full(_)) = input.try_send(message) {
-            metrics.dropped.inc();
-        }
+        offer(&input, &metrics, frame);
     })
     .await;
     ticker.abort();
@@ -316,20 +303,7 @@ fn read_interface(
     let mut last_stats = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let result = capture.next_block(Duration::from_millis(200), |frame| {
-            metrics.recording.frames.inc();
-            metrics.recording.bytes.inc_by(frame.data.len() as u64);
-            let at = frame
-                .timestamp
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default();
-            let message = Input::Frame {
-                at,
-                link_type: frame.link_type,
-                data: frame.data.to_vec(),
-            };
-            if let Err(TrySendError::Full(_)) = input.try_send(message) {
-                metrics.recording.dropped.inc();
-            }
+            offer(input, &metrics.recording, frame);
         });
         match result {
             Ok(_) => {}
@@ -348,6 +322,25 @@ fn read_interface(
         }
     }
     Ok(())
+}
+
+/// Hands a frame to the recorder thread, counting it. Never waits: a full queue drops the
+/// frame and counts the drop.
+fn offer(input: &SyncSender<Input>, metrics: &Metrics, frame: Frame<'_>) {
+    metrics.frames.inc();
+    metrics.bytes.inc_by(frame.data.len() as u64);
+    let at = frame
+        .timestamp
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let message = Input::Frame {
+        at,
+        link_type: frame.link_type,
+        data: frame.data.to_vec(),
+    };
+    if let Err(TrySendError::Full(_)) = input.try_send(message) {
+        metrics.dropped.inc();
+    }
 }
 
 fn spawn_ticker(
