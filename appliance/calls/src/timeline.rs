@@ -151,12 +151,17 @@ impl Timeline {
             return;
         }
         let count = (end - self.emitted) as usize;
+        for queue in &mut self.pending {
+            // What no packet covered is silence.
+            if queue.len() < count {
+                queue.resize(count, 0);
+            }
+        }
+        let [left, right] = &mut self.pending;
         out.reserve(count * 2);
-        for _ in 0..count {
-            let left = self.pending[0].pop_front().unwrap_or(0);
-            let right = self.pending[1].pop_front().unwrap_or(0);
-            out.push(left);
-            out.push(right);
+        for (l, r) in left.drain(..count).zip(right.drain(..count)) {
+            out.push(l);
+            out.push(r);
         }
         self.emitted = end;
     }

@@ -165,7 +165,9 @@ pub struct Tracker {
     events: VecDeque<Event>,
     next_id: u64,
     last_tick: Duration,
+    /// Decoded samples of the packet at hand, and the same at the call's rate: reused.
     scratch: Vec<i16>,
+    resampled: Vec<i16>,
     pub stats: Stats,
 }
 
@@ -602,29 +604,39 @@ impl Tracker {
     }
 
     fn rtp(&mut self, now: Duration, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
-        let (call_id, direction) = match (self.routes.get(&dst), self.routes.get(&src)) {
-            (Some((id, receiver)), _) => (id.clone(), receiver.voice_towards()),
-            (None, Some((id, sender))) => (id.clone(), sender.voice_of()),
+        // Borrow the fields apart: the route's Call-ID is used in place, never copied, on
+        // this path that runs for every packet.
+        let Tracker {
+            calls,
+            routes,
+            stats,
+            scratch,
+            resampled,
+            ..
+        } = self;
+        let (call_id, direction) = match (routes.get(&dst), routes.get(&src)) {
+            (Some((id, receiver)), _) => (id, receiver.voice_towards()),
+            (None, Some((id, sender))) => (id, sender.voice_of()),
             (None, None) => {
-                self.stats.unmatched_udp += 1;
+                stats.unmatched_udp += 1;
                 return;
             }
         };
         let packet = match rtp::parse(data) {
             Ok(packet) => packet,
             Err(err) => {
-                self.stats.malformed(err.reason());
+                stats.malformed(err.reason());
                 return;
             }
         };
-        self.stats.rtp_packets += 1;
-        let Some(call) = self.calls.get_mut(&call_id) else {
-            self.stats.unmatched_udp += 1;
+        stats.rtp_packets += 1;
+        let Some(call) = calls.get_mut(call_id) else {
+            stats.unmatched_udp += 1;
             return;
         };
         call.last_activity = now;
         let Some(answered_at) = call.summary.answered_at else {
-            self.stats.early_media_packets += 1;
+            stats.early_media_packets += 1;
             return;
         };
         let d = direction.index();
@@ -634,11 +646,20 @@ impl Tracker {
             .iter()
             .chain(call.payload_types[d].iter())
             .find(|(pt, _, _)| *pt == packet.payload_type)
-            .map(|(_, codec, clock)| (codec.clone(), *clock))
-            .or_else(|| static_payload_type(packet.payload_type));
-        let Some((codec, clock_rate)) = mapping else {
-            self.stats.malformed("unknown_payload_type");
-            return;
+            .map(|(_, codec, clock)| (codec, *clock));
+        let fallback;
+        let (codec, clock_rate) = match mapping {
+            Some(found) => found,
+            None => match static_payload_type(packet.payload_type) {
+                Some((codec, clock)) => {
+                    fallback = codec;
+                    (&fallback, clock)
+                }
+                None => {
+                    stats.malformed("unknown_payload_type");
+                    return;
+                }
+            },
         };
         let stream = &mut call.streams[d];
         let arrival = now.saturating_sub(answered_at).as_secs_f64();
@@ -651,18 +672,24 @@ impl Tracker {
         ) {
             return;
         }
-        if codec.sample_rate().is_some() {
+        let Some(codec_rate) = codec.sample_rate() else {
+            stream.decode(codec, packet.payload, scratch);
+            return;
+        };
+        if stream.codec.as_ref() != Some(codec) {
             stream.codec = Some(codec.clone());
         }
         let Some(timeline) = call.timeline.as_mut() else {
             return;
         };
-        self.scratch.clear();
-        stream.decode(&codec, packet.payload, &mut self.scratch);
-        let Some(codec_rate) = codec.sample_rate() else {
-            return;
+        scratch.clear();
+        stream.decode(codec, packet.payload, scratch);
+        let samples: &[i16] = if codec_rate == timeline.rate() {
+            scratch
+        } else {
+            resample(scratch, codec_rate, timeline.rate(), resampled);
+            resampled
         };
-        let samples = resample(&self.scratch, codec_rate, timeline.rate());
         let capture_position = position(now, answered_at, timeline.rate());
         timeline.place(
             direction,
@@ -670,7 +697,7 @@ impl Tracker {
             packet.timestamp,
             clock_rate,
             capture_position,
-            &samples,
+            samples,
         );
     }
 
@@ -766,20 +793,19 @@ fn position(at: Duration, answered_at: Duration, rate: u32) -> i64 {
     (since * i128::from(rate) / 1_000_000_000) as i64
 }
 
-/// Linear resampling between the two rates we mix (8 and 16 kHz); equal rates copy.
-fn resample(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
-    if from == to || samples.is_empty() {
-        return samples.to_vec();
+/// Linear resampling between the two rates we mix (8 and 16 kHz), into `out`.
+fn resample(samples: &[i16], from: u32, to: u32, out: &mut Vec<i16>) {
+    out.clear();
+    if samples.is_empty() {
+        return;
     }
     let out_len = samples.len() * to as usize / from as usize;
-    (0..out_len)
-        .map(|i| {
-            let exact = i as f64 * f64::from(from) / f64::from(to);
-            let left = exact.floor() as usize;
-            let frac = exact - left as f64;
-            let a = f64::from(samples[left.min(samples.len() - 1)]);
-            let b = f64::from(samples[(left + 1).min(samples.len() - 1)]);
-            (a + (b - a) * frac).round() as i16
-        })
-        .collect()
+    out.extend((0..out_len).map(|i| {
+        let exact = i as f64 * f64::from(from) / f64::from(to);
+        let left = exact.floor() as usize;
+        let frac = exact - left as f64;
+        let a = f64::from(samples[left.min(samples.len() - 1)]);
+        let b = f64::from(samples[(left + 1).min(samples.len() - 1)]);
+        (a + (b - a) * frac).round() as i16
+    }));
 }
