@@ -16,7 +16,8 @@ pub(crate) const BUILD: &[&str] = &["build-essential", "pkg-config"];
 /// - python3-prometheus-client: the Prometheus project's own OpenMetrics parser;
 /// - python3: the standard `wave` module reads recordings back;
 /// - GStreamer: an independent RTP depayloader and G.711 decoder, the oracle for audio;
-/// - iproute2: network namespaces, veth pairs and `tc` mirroring for capture tests.
+/// - iproute2, ethtool: network namespaces, veth pairs and `tc` mirroring for capture tests;
+/// - sip-tester (SIPp) and sox: real calls with real audio across those namespaces.
 pub(crate) const TEST: &[&str] = &[
     "systemd",
     "curl",
@@ -28,6 +29,10 @@ pub(crate) const TEST: &[&str] = &[
     "gstreamer1.0-plugins-good",
     "gstreamer1.0-plugins-bad",
     "iproute2",
+    "ethtool",
+    "sip-tester",
+    "sox",
+    "coreutils",
 ];
 
 /// The anchors the benchmarks compare against, and GNU time for peak memory.
