@@ -198,9 +198,11 @@ fn report(
         .output()
         .ok()
         .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
+            // "TShark (Wireshark) 4.0.17 (Git v4.0.17 packaged as ...)." to its first part.
+            let text = String::from_utf8_lossy(&o.stdout);
+            text.lines()
                 .next()
+                .and_then(|l| l.split(" (Git").next())
                 .map(str::to_owned)
         });
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
