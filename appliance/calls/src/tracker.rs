@@ -61,6 +61,14 @@ pub enum Event {
     Audio { call: u64, samples: Vec<i16> },
     /// A call ended; no more events for it follow.
     Ended(CallSummary),
+    /// An RTP packet of a call in a codec Tapline does not decode (G.729, say), as it was
+    /// captured, so that it can be kept beside the recording and decoded later.
+    RawMedia {
+        call: u64,
+        at: Duration,
+        link_type: u32,
+        frame: Vec<u8>,
+    },
     /// A call that cannot be recorded passively (its media is encrypted), listed so that it
     /// is not silently missing.
     Unrecordable {
@@ -235,7 +243,7 @@ impl Tracker {
                 let udp = transport::udp(&payload)?;
                 let src = SocketAddr::new(packet.src, udp.src_port);
                 let dst = SocketAddr::new(packet.dst, udp.dst_port);
-                self.udp(now, src, dst, udp.payload);
+                self.udp(now, src, dst, udp.payload, (link_type, frame));
                 Ok(())
             }
             ip::PROTO_TCP => {
@@ -252,11 +260,19 @@ impl Tracker {
         }
     }
 
-    fn udp(&mut self, now: Duration, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+    /// `raw` is the frame as captured, kept for media that cannot be decoded.
+    fn udp(
+        &mut self,
+        now: Duration,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        raw: (u32, &[u8]),
+    ) {
         if looks_like_sip(payload) {
             self.sip(now, src, payload);
         } else {
-            self.rtp(now, src, dst, payload);
+            self.rtp(now, src, dst, payload, raw);
         }
     }
 
@@ -603,7 +619,14 @@ impl Tracker {
         self.events.push_back(Event::Answered(call.summary.clone()));
     }
 
-    fn rtp(&mut self, now: Duration, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+    fn rtp(
+        &mut self,
+        now: Duration,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: &[u8],
+        raw: (u32, &[u8]),
+    ) {
         // Borrow the fields apart: the route's Call-ID is used in place, never copied, on
         // this path that runs for every packet.
         let Tracker {
@@ -612,6 +635,7 @@ impl Tracker {
             stats,
             scratch,
             resampled,
+            events,
             ..
         } = self;
         let (call_id, direction) = match (routes.get(&dst), routes.get(&src)) {
@@ -674,6 +698,17 @@ impl Tracker {
         }
         let Some(codec_rate) = codec.sample_rate() else {
             stream.decode(codec, packet.payload, scratch);
+            if let Codec::Other(_) = codec {
+                // Nothing is lost: what cannot be decoded now is kept to be decoded later.
+                stream.codec = Some(codec.clone());
+                let (link_type, frame) = raw;
+                events.push_back(Event::RawMedia {
+                    call: call.summary.id,
+                    at: now,
+                    link_type,
+                    frame: frame.to_vec(),
+                });
+            }
             return;
         };
         if stream.codec.as_ref() != Some(codec) {

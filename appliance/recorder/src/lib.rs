@@ -14,13 +14,16 @@
 
 mod layout;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pcap_file::DataLink;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use sha2::{Digest, Sha256};
 use tapline_calls::{CallSummary, Event, Tracker};
 use tapline_config::{RecordingConfig, RecordingFormat};
@@ -100,6 +103,8 @@ struct Finishing {
     path: PathBuf,
     written: bool,
     summary: CallSummary,
+    /// The undecodable media kept beside it: file name and packets.
+    raw: Option<(String, u64)>,
 }
 
 struct Open {
@@ -108,6 +113,16 @@ struct Open {
     writer: Option<WavWriter<BufWriter<File>>>,
     /// Reused for G.711 output.
     encoded: Vec<u8>,
+    /// Media that could not be decoded, as captured, beside the recording.
+    raw: Option<RawMedia>,
+}
+
+struct RawMedia {
+    name: String,
+    /// Unbuffered: each packet is one write, so what a sync makes durable is every packet
+    /// seen (undecodable media is at most some 50 packets a second per call).
+    writer: PcapWriter<File>,
+    packets: u64,
 }
 
 impl Recorder {
@@ -171,6 +186,12 @@ impl Recorder {
                     }
                 }
                 Event::Audio { call, samples } => self.write(call, &samples),
+                Event::RawMedia {
+                    call,
+                    at,
+                    link_type,
+                    frame,
+                } => self.keep_raw(call, at, link_type, &frame),
                 Event::Ended(summary) => self.complete(&summary),
                 Event::Unrecordable { summary, reason } => {
                     self.totals.unrecordable += 1;
@@ -292,6 +313,7 @@ impl Recorder {
                 path,
                 writer: Some(writer),
                 encoded: Vec::new(),
+                raw: None,
             },
         );
         Ok(())
@@ -324,6 +346,60 @@ impl Recorder {
             // Keep what is on disk consistent, then stop writing this call.
             let _ = writer.sync_header();
             open.writer = None;
+        }
+    }
+
+    /// Keeps a packet this call's recording cannot hold (its codec is not decoded) in
+    /// `Ryyyymmddhhmmssssss.rtp.pcap` beside the WAV.
+    fn keep_raw(&mut self, call: u64, at: Duration, link_type: u32, frame: &[u8]) {
+        let Some(open) = self.open.get_mut(&call) else {
+            return;
+        };
+        if open.raw.is_none() {
+            let name = open
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .replace(".wav", ".rtp.pcap");
+            let path = open.path.with_file_name(&name);
+            let header = PcapHeader {
+                datalink: DataLink::from(link_type),
+                ..PcapHeader::default()
+            };
+            let created = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(pcap_file::PcapError::IoError)
+                .and_then(|file| PcapWriter::with_header(file, header));
+            match created {
+                Ok(writer) => {
+                    open.raw = Some(RawMedia {
+                        name,
+                        writer,
+                        packets: 0,
+                    })
+                }
+                Err(err) => {
+                    tracing::error!(file = %path.display(), error = %err, "cannot keep undecodable media");
+                    return;
+                }
+            }
+        }
+        let Some(raw) = open.raw.as_mut() else {
+            return;
+        };
+        let packet = PcapPacket {
+            timestamp: at,
+            orig_len: frame.len() as u32,
+            data: Cow::Borrowed(frame),
+        };
+        match raw.writer.write_packet(&packet) {
+            Ok(_) => raw.packets += 1,
+            Err(err) => {
+                tracing::error!(file = %raw.name, error = %err, "cannot keep undecodable media")
+            }
         }
     }
 
@@ -387,11 +463,13 @@ impl Recorder {
         if let Err(err) = &finished {
             tracing::error!(file = %open.path.display(), error = %chain(err), "cannot finish recording");
         }
+        let raw = open.raw.take().map(|raw| (raw.name, raw.packets));
         self.finishing.push(Finishing {
             row: open.row,
             path: open.path,
             written: finished.is_ok(),
             summary: summary.clone(),
+            raw,
         });
     }
 
@@ -423,7 +501,8 @@ impl Recorder {
                     "UPDATE recordings SET status = ?2, ended_at = ?3, duration_ms = ?4, end_reason = ?5,
                          codec = ?6, size_bytes = ?7, sha256 = ?8,
                          caller_packets = ?9, caller_lost = ?10, caller_jitter_ms = ?11,
-                         callee_packets = ?12, callee_lost = ?13, callee_jitter_ms = ?14
+                         callee_packets = ?12, callee_lost = ?13, callee_jitter_ms = ?14,
+                         raw_media_file = ?15, raw_media_packets = ?16
                      WHERE id = ?1",
                     rusqlite::params![
                         f.row,
@@ -440,6 +519,8 @@ impl Recorder {
                         callee.packets as i64,
                         callee.lost as i64,
                         callee.jitter_ms,
+                        f.raw.as_ref().map(|(name, _)| name),
+                        f.raw.as_ref().map(|(_, packets)| *packets as i64),
                     ],
                 )?;
             }

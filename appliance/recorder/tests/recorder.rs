@@ -216,3 +216,69 @@ fn mulaw_recordings_are_half_the_size_and_declare_their_format() {
         ["mulaw"]
     );
 }
+
+#[test]
+fn media_in_a_codec_not_decoded_is_kept_as_captured_beside_the_recording() {
+    let mut rig = Rig::new("");
+    let c = call(1);
+    let frame = |from: Endpoint, to: Endpoint, m: Vec<u8>| synth::udp_frame(from.sip, to.sip, &m);
+    rig.recorder
+        .handle_frame(T0, 1, &frame(c.caller, c.callee, c.invite()));
+    rig.recorder
+        .handle_frame(T0, 1, &frame(c.callee, c.caller, c.ok()));
+    // The caller sends G.729 (static payload type 18); the callee PCMU.
+    let mut sent = Vec::new();
+    for i in 0..40u16 {
+        let at = T0 + Duration::from_millis(20 + u64::from(i) * 20);
+        let g729 = synth::rtp(18, i, u32::from(i) * 160, 9, &[0x5A; 20]);
+        let g729_frame = synth::udp_frame(c.caller.rtp, c.callee.rtp, &g729);
+        rig.recorder.handle_frame(at, 1, &g729_frame);
+        sent.push(g729_frame);
+        let pcmu = synth::rtp(
+            0,
+            i,
+            u32::from(i) * 160,
+            8,
+            &synth::ulaw_tone(1000.0, u64::from(i) * 160, 160),
+        );
+        rig.recorder
+            .handle_frame(at, 1, &synth::udp_frame(c.callee.rtp, c.caller.rtp, &pcmu));
+    }
+    rig.recorder.handle_frame(
+        T0 + Duration::from_millis(900),
+        1,
+        &frame(c.caller, c.callee, c.bye_from_caller()),
+    );
+    rig.recorder.handle_timeout(T0 + Duration::from_secs(2));
+
+    let raw_name = rig.query::<String>("SELECT raw_media_file FROM recordings");
+    assert_eq!(
+        rig.query::<i64>("SELECT raw_media_packets FROM recordings"),
+        [40]
+    );
+    let wav = rig
+        .files()
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "wav"))
+        .unwrap();
+    let raw_path = wav.with_file_name(&raw_name[0]);
+    assert_eq!(
+        raw_name[0],
+        wav.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .replace(".wav", ".rtp.pcap")
+    );
+    let mut reader =
+        pcap_file::pcap::PcapReader::new(std::fs::File::open(&raw_path).unwrap()).unwrap();
+    let mut kept = Vec::new();
+    while let Some(packet) = reader.next_packet() {
+        kept.push(packet.unwrap().data.into_owned());
+    }
+    assert_eq!(kept, sent, "every G.729 packet, byte for byte");
+    assert_eq!(
+        rig.query::<String>("SELECT status FROM recordings"),
+        ["complete"]
+    );
+}

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "call_decisions",
         sql: include_str!("../migrations/0003_call_decisions.sql"),
     },
+    Migration {
+        version: 4,
+        name: "raw_media",
+        sql: include_str!("../migrations/0004_raw_media.sql"),
+    },
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
