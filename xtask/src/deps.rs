@@ -7,8 +7,9 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// Building Tapline: a C compiler for SQLite (bundled) and ring.
-pub(crate) const BUILD: &[&str] = &["build-essential", "pkg-config"];
+/// Building Tapline: a C compiler for SQLite (bundled) and ring; libopus, the reference
+/// Opus codec, found through pkg-config.
+pub(crate) const BUILD: &[&str] = &["build-essential", "pkg-config", "libopus-dev"];
 
 /// The peers the tests talk to, none of them ours:
 /// - systemd: `systemd-analyze verify` and `security` on the unit file, sysusers, tmpfiles;

@@ -3,6 +3,7 @@
 
 use tapline_media::g711;
 use tapline_media::g722::G722Decoder;
+use tapline_media::opus::OpusDecoder;
 
 /// Packet counts and quality of one direction, as RFC 3550 defines them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -28,6 +29,7 @@ pub enum Codec {
     Pcmu,
     Pcma,
     G722,
+    Opus,
     TelephoneEvent,
     ComfortNoise,
     /// Anything else, by its SDP name (G729, opus, ...).
@@ -41,6 +43,7 @@ impl Codec {
             "PCMU" => Codec::Pcmu,
             "PCMA" => Codec::Pcma,
             "G722" => Codec::G722,
+            "OPUS" => Codec::Opus,
             "TELEPHONE-EVENT" => Codec::TelephoneEvent,
             "CN" => Codec::ComfortNoise,
             _ => Codec::Other(name.to_owned()),
@@ -52,6 +55,7 @@ impl Codec {
         match self {
             Codec::Pcmu | Codec::Pcma => Some(8000),
             Codec::G722 => Some(16000),
+            Codec::Opus => Some(tapline_media::OPUS_RATE),
             _ => None,
         }
     }
@@ -61,6 +65,7 @@ impl Codec {
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
             Codec::G722 => "G722",
+            Codec::Opus => "opus",
             Codec::TelephoneEvent => "telephone-event",
             Codec::ComfortNoise => "CN",
             Codec::Other(name) => name,
@@ -86,6 +91,7 @@ pub(crate) struct Stream {
     last_transit: Option<f64>,
     jitter_units: f64,
     g722: Option<G722Decoder>,
+    opus: Option<OpusDecoder>,
 }
 
 /// Is this packet worth placing, after bookkeeping?
@@ -186,6 +192,10 @@ impl Stream {
             Codec::G722 => self
                 .g722
                 .get_or_insert_with(G722Decoder::new)
+                .decode(payload, out),
+            Codec::Opus => self
+                .opus
+                .get_or_insert_with(OpusDecoder::new)
                 .decode(payload, out),
             Codec::TelephoneEvent => self.stats.dtmf_packets += 1,
             Codec::ComfortNoise => self.stats.comfort_noise_packets += 1,

@@ -496,3 +496,73 @@ fn garbage_on_a_sip_tcp_stream_is_skipped_to_the_next_message() {
     };
     assert_eq!(answered.sip_call_id, "call-tcp-junk");
 }
+
+/// `message` with its SDP offering `rtpmap` on payload type `pt` instead of PCMU.
+fn with_codec(message: Vec<u8>, pt: u8, rtpmap: &str) -> Vec<u8> {
+    let text = String::from_utf8(message).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let body = body
+        .replace("RTP/AVP 0 101", &format!("RTP/AVP {pt} 101"))
+        .replace("a=rtpmap:0 PCMU/8000", &format!("a=rtpmap:{pt} {rtpmap}"));
+    let head: Vec<String> = head
+        .split("\r\n")
+        .map(|l| {
+            if l.starts_with("Content-Length:") {
+                format!("Content-Length: {}", body.len())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes()
+}
+
+#[test]
+fn an_opus_call_is_recorded_at_48_khz() {
+    let call = Call::new("call-opus", phone(), pbx());
+    let mut capture = Capture::default();
+    capture.sip(
+        ms(0),
+        call.caller,
+        call.callee,
+        with_codec(call.invite(), 111, "opus/48000/2"),
+    );
+    capture.sip(
+        ms(1000),
+        call.callee,
+        call.caller,
+        with_codec(call.ok(), 111, "opus/48000/2"),
+    );
+    let mut encoder =
+        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    for i in 0..100u32 {
+        let pcm: Vec<i16> = (0..960)
+            .map(|n| {
+                (((i * 960 + n) as f64 / 48_000.0 * 440.0 * std::f64::consts::TAU).sin() * 8000.0)
+                    as i16
+            })
+            .collect();
+        let payload = encoder.encode_vec(&pcm, 4000).unwrap();
+        let packet = synth::rtp(111, i as u16, i * 960, 0xABC, &payload);
+        let at = ms(1020 + u64::from(i) * 20);
+        capture.frames.push((
+            at,
+            synth::udp_frame(call.caller.rtp, call.callee.rtp, &packet),
+        ));
+    }
+    capture.sip(ms(3100), call.caller, call.callee, call.bye_from_caller());
+    let events = capture.run(&mut Tracker::new());
+    let Event::Answered(answered) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(answered.sample_rate, 48_000);
+    let Some(Event::Ended(ended)) = events.last() else {
+        panic!()
+    };
+    assert_eq!(ended.codecs[0].as_deref(), Some("opus"));
+    assert_eq!(ended.streams[0].packets, 100);
+    let (left, right) = audio(&events);
+    assert_eq!(left.len(), 2100 * 48, "2.1 s at 48 kHz");
+    assert!(tone_share(&left[24_000..90_000], 48_000.0, 440.0) > 0.9);
+    assert!(right.iter().all(|&s| s == 0), "the callee sent nothing");
+}
