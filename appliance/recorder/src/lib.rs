@@ -10,9 +10,29 @@
 //! audio; at start, [`Recorder::new`] repairs every file whose row still says `recording` and
 //! marks it `recovered`.
 //!
+//! **Disk full.** A full disk must cost the calls that cannot be recorded, and nothing else:
+//! not the audio already on disk, not the rows, not the recorder. See [`space`] for when
+//! recording stops and starts again; while it is stopped ([`Recorder::disk_full`]):
+//!
+//! - a call that would be recorded is refused: no file, a `call_decisions` row with
+//!   `recorded = 0` and a reason starting `disk full`, and [`Totals::refused_disk_full`];
+//! - when the disk actually fills (`ENOSPC` or `EDQUOT` on a write, a creation or a sync),
+//!   every open recording is finalised at once with the whole frames that reached the disk
+//!   (its file repaired if the failed write left a partial frame or a stale header) and its
+//!   row completed at the next sync: status `complete`, `end_reason` [`CUT_SHORT`], the size
+//!   and SHA-256 of the file as it is. `complete` because the file is a valid recording of the
+//!   call up to the cut, which is what the status promises; the end reason says it is not the
+//!   whole call. The call's codec and stream statistics are filled in when it ends;
+//! - one error is logged when the state is entered, and one line when it is left; refused
+//!   calls are logged one line each, packets never.
+//!
+//! Recording resumes by itself: the free space is measured at every sync, and the first call
+//! answered after it is back above the resume mark is recorded normally.
+//!
 //! Every call here blocks (files, SQLite); the daemon runs the recorder on a thread of its own.
 
 mod layout;
+pub mod space;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -34,6 +54,10 @@ use tapline_store::Store;
 use tapline_store::rusqlite;
 
 pub use layout::{day_directory, file_name};
+pub use space::{FreeSpace, SpacePolicy};
+
+/// The `end_reason` of a recording a full disk ended before its call did.
+pub const CUT_SHORT: &str = "disk full: recording cut short";
 
 /// How often open recordings are made durable.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -52,6 +76,24 @@ pub enum RecorderError {
         #[source]
         source: wav::WavError,
     },
+    #[error("cannot repair recording {}", path.display())]
+    Repair {
+        path: PathBuf,
+        #[source]
+        source: wav::WavError,
+    },
+    #[error("cannot keep undecodable media in {}", path.display())]
+    Raw {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot sync recordings in {} to disk", path.display())]
+    Sync {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read back recording {} to hash it", path.display())]
     Hash {
         path: PathBuf,
@@ -60,6 +102,15 @@ pub enum RecorderError {
     },
     #[error("the recordings database failed")]
     Database(#[from] rusqlite::Error),
+}
+
+impl RecorderError {
+    /// Whether the recordings' file system (or the quota on it) is full: `ENOSPC` or
+    /// `EDQUOT` anywhere in the chain. A full database is not counted: it may live elsewhere,
+    /// and its errors are reported as they are.
+    pub fn is_disk_full(&self) -> bool {
+        !matches!(self, RecorderError::Database(_)) && space::is_disk_full(self)
+    }
 }
 
 /// Where and how recordings are written.
@@ -83,6 +134,11 @@ pub struct Totals {
     pub recovered_at_start: u64,
     /// Answered calls the recording percentage left out.
     pub not_selected: u64,
+    /// Answered calls not recorded because the disk was full or below the low-water mark.
+    pub refused_disk_full: u64,
+    /// Recordings a full disk ended before their call; each is also counted once its row is
+    /// settled, as `completed` (the file holds what was recorded) or `failed`.
+    pub cut_short: u64,
 }
 
 /// See the crate documentation.
@@ -94,7 +150,30 @@ pub struct Recorder {
     last_sync: Duration,
     sequences: layout::Sequences,
     finishing: Vec<Finishing>,
+    /// Calls whose recording a full disk cut short, and their rows: when the call ends, its
+    /// codec and stream statistics are added to the row.
+    cut: HashMap<u64, i64>,
+    space: Space,
+    /// The latest time the recorder was given: when a recording is cut short.
+    now: Duration,
     pub totals: Totals,
+}
+
+/// The disk-full state and what it was decided on.
+#[derive(Debug, Default)]
+struct Space {
+    /// `None`: [`SpacePolicy::for_file_system`] of the file system measured.
+    policy: Option<SpacePolicy>,
+    /// New recordings are refused.
+    full: bool,
+    /// When they started to be: the state lasts at least [`SYNC_INTERVAL`], so that the
+    /// alarm shows in the metrics even when a quota (which `statvfs` cannot see) makes the
+    /// next measure look fine.
+    full_since: Duration,
+    /// The latest measure.
+    free: Option<FreeSpace>,
+    /// The latest measure failed (logged once, until one works again).
+    unmeasurable: bool,
 }
 
 /// A recording whose call has ended, waiting for the next sync to be marked complete.
@@ -105,11 +184,20 @@ struct Finishing {
     summary: CallSummary,
     /// The undecodable media kept beside it: file name and packets.
     raw: Option<(String, u64)>,
+    /// The end reason to store instead of the call's: [`CUT_SHORT`].
+    note: Option<&'static str>,
+    /// Cut short while the call went on: `summary` is from the answer, so the row's codec
+    /// and stream statistics are left for the call's end to fill in.
+    cut: bool,
 }
 
 struct Open {
     row: i64,
     path: PathBuf,
+    /// The call as answered, for a row completed before the call ends.
+    summary: CallSummary,
+    /// `None` once a write failed (for a reason other than a full disk): the file was
+    /// repaired then, and the recording is `failed` when the call ends.
     writer: Option<WavWriter<BufWriter<File>>>,
     /// Reused for G.711 output.
     encoded: Vec<u8>,
@@ -119,15 +207,53 @@ struct Open {
 
 struct RawMedia {
     name: String,
+    path: PathBuf,
     /// Unbuffered: each packet is one write, so what a sync makes durable is every packet
-    /// seen (undecodable media is at most some 50 packets a second per call).
-    writer: PcapWriter<File>,
+    /// seen (undecodable media is at most some 50 packets a second per call). `None` once a
+    /// write failed: the file was cut back to its last whole packet and is kept as it is.
+    writer: Option<PcapWriter<File>>,
     packets: u64,
+    /// Bytes of the file header and the whole packets after it.
+    len: u64,
+}
+
+/// Bytes of a pcap file header.
+const PCAP_HEADER_LEN: u64 = 24;
+
+impl RawMedia {
+    /// After a failed write, part of a packet may be in the file: cut it off, so the file
+    /// reads to its end, and write no more to it.
+    fn cut_back(&mut self) {
+        if let Some(writer) = self.writer.take()
+            && let Err(err) = writer.into_writer().set_len(self.len)
+        {
+            tracing::error!(file = %self.path.display(), error = %err, "cannot cut undecodable media back to its last whole packet");
+        }
+    }
 }
 
 impl Recorder {
-    /// A recorder writing under `config.root`; first repairs what a crash left open.
+    /// A recorder writing under `config.root`; first repairs what a crash left open. Free
+    /// space is judged by [`SpacePolicy::for_file_system`].
     pub fn new(store: Arc<Store>, config: RecorderConfig) -> Result<Recorder, RecorderError> {
+        Recorder::open(store, config, None)
+    }
+
+    /// [`Recorder::new`] with fixed free-space marks instead of ones derived from the size of
+    /// the file system.
+    pub fn with_space_policy(
+        store: Arc<Store>,
+        config: RecorderConfig,
+        policy: SpacePolicy,
+    ) -> Result<Recorder, RecorderError> {
+        Recorder::open(store, config, Some(policy))
+    }
+
+    fn open(
+        store: Arc<Store>,
+        config: RecorderConfig,
+        policy: Option<SpacePolicy>,
+    ) -> Result<Recorder, RecorderError> {
         let mut recorder = Recorder {
             tracker: Tracker::new(),
             config,
@@ -136,9 +262,17 @@ impl Recorder {
             last_sync: Duration::ZERO,
             sequences: layout::Sequences::default(),
             finishing: Vec::new(),
+            cut: HashMap::new(),
+            space: Space {
+                policy,
+                ..Space::default()
+            },
+            now: Duration::ZERO,
             totals: Totals::default(),
         };
         recorder.repair_unfinished()?;
+        // A restart on a full disk refuses from the first call.
+        recorder.measure_space(Duration::ZERO);
         Ok(recorder)
     }
 
@@ -148,6 +282,7 @@ impl Recorder {
 
     /// One captured frame.
     pub fn handle_frame(&mut self, now: Duration, link_type: u32, frame: &[u8]) {
+        self.now = now;
         self.tracker.handle_frame(now, link_type, frame);
         self.drain();
         if now >= self.last_sync + SYNC_INTERVAL {
@@ -157,6 +292,7 @@ impl Recorder {
 
     /// Time passes without frames (call at least once a second).
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.now = now;
         self.tracker.handle_timeout(now);
         self.drain();
         if now >= self.last_sync + SYNC_INTERVAL {
@@ -166,6 +302,7 @@ impl Recorder {
 
     /// The source has ended (file done, or shutdown): every open recording is finalised.
     pub fn finish(&mut self, now: Duration) {
+        self.now = now;
         self.tracker.finish(now);
         self.drain();
         self.sync(now);
@@ -174,6 +311,16 @@ impl Recorder {
     /// Recordings being written now.
     pub fn open_recordings(&self) -> usize {
         self.open.len()
+    }
+
+    /// The disk-full alarm: new calls are not recorded until free space returns.
+    pub fn disk_full(&self) -> bool {
+        self.space.full
+    }
+
+    /// The recordings' file system as last measured (at the latest sync).
+    pub fn free_space(&self) -> Option<FreeSpace> {
+        self.space.free
     }
 
     fn drain(&mut self) {
@@ -216,40 +363,24 @@ impl Recorder {
             tracing::info!(call_id = %summary.sip_call_id, reason, "call not recorded");
             return Ok(());
         }
-        let directory = day_directory(answered);
-        let dir_path = self.config.root.join(&directory);
-        let create_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RecorderError::Create { path, source }
+        if self.space.full {
+            self.refuse(summary, answered);
+            return Ok(());
+        }
+        let Created {
+            directory,
+            name,
+            path,
+            writer,
+        } = match self.create_file(summary, answered) {
+            Ok(created) => created,
+            Err(err) if err.is_disk_full() => {
+                self.disk_filled(&err);
+                self.refuse(summary, answered);
+                return Ok(());
+            }
+            Err(err) => return Err(err),
         };
-        std::fs::create_dir_all(&dir_path).map_err(create_err(&dir_path))?;
-        let (name, file) = self
-            .sequences
-            .create_unique(&dir_path, answered)
-            .map_err(create_err(&dir_path))?;
-        let path = dir_path.join(&name);
-        let format = match self.config.recording.format {
-            RecordingFormat::Pcm16 => SampleFormat::Pcm16,
-            RecordingFormat::MuLaw => SampleFormat::MuLaw,
-            RecordingFormat::ALaw => SampleFormat::ALaw,
-        };
-        let spec = WavSpec {
-            format,
-            channels: 2,
-            sample_rate: summary.sample_rate,
-        };
-        let mut writer =
-            WavWriter::new(BufWriter::new(file), spec).map_err(|source| RecorderError::Write {
-                path: path.clone(),
-                source,
-            })?;
-        writer
-            .sync_header()
-            .map_err(|source| RecorderError::Write {
-                path: path.clone(),
-                source,
-            })?;
-        layout::sync_directory(&dir_path).map_err(create_err(&dir_path))?;
         let metadata: Vec<Option<&str>> = self
             .config
             .recording
@@ -300,6 +431,7 @@ impl Recorder {
             Ok(row) => row,
             Err(err) => {
                 // No row, no recording: remove the empty file rather than leave an orphan.
+                drop(writer);
                 let _ = std::fs::remove_file(&path);
                 return Err(err.into());
             }
@@ -311,12 +443,94 @@ impl Recorder {
             Open {
                 row,
                 path,
+                summary: summary.clone(),
                 writer: Some(writer),
                 encoded: Vec::new(),
                 raw: None,
             },
         );
         Ok(())
+    }
+
+    /// Creates a call's file, its header durable: directory, name, path and writer. On error
+    /// no file is left behind.
+    fn create_file(
+        &mut self,
+        summary: &CallSummary,
+        answered: Duration,
+    ) -> Result<Created, RecorderError> {
+        let directory = day_directory(answered);
+        let dir_path = self.config.root.join(&directory);
+        let create_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RecorderError::Create { path, source }
+        };
+        std::fs::create_dir_all(&dir_path).map_err(create_err(&dir_path))?;
+        let (name, file) = self
+            .sequences
+            .create_unique(&dir_path, answered)
+            .map_err(create_err(&dir_path))?;
+        let path = dir_path.join(&name);
+        let format = match self.config.recording.format {
+            RecordingFormat::Pcm16 => SampleFormat::Pcm16,
+            RecordingFormat::MuLaw => SampleFormat::MuLaw,
+            RecordingFormat::ALaw => SampleFormat::ALaw,
+        };
+        let spec = WavSpec {
+            format,
+            channels: 2,
+            sample_rate: summary.sample_rate,
+        };
+        let written = WavWriter::new(BufWriter::new(file), spec)
+            .and_then(|mut writer| writer.sync_header().map(|()| writer))
+            .map_err(|source| RecorderError::Write {
+                path: path.clone(),
+                source,
+            })
+            .and_then(|writer| {
+                layout::sync_directory(&dir_path).map_err(create_err(&dir_path))?;
+                Ok(writer)
+            });
+        match written {
+            Ok(writer) => Ok(Created {
+                directory,
+                name,
+                path,
+                writer,
+            }),
+            Err(err) => {
+                // The writer, dropped, has closed the file.
+                let _ = std::fs::remove_file(&path);
+                Err(err)
+            }
+        }
+    }
+
+    /// A call that would be recorded, not recorded because the disk is full: counted, and
+    /// the decision stored so that an auditor sees the call that was missed.
+    fn refuse(&mut self, summary: &CallSummary, answered: Duration) {
+        self.totals.refused_disk_full += 1;
+        let reason = match self.space.free {
+            Some(free) => format!(
+                "disk full: {} bytes free for recordings, recording resumes at {}",
+                free.available,
+                self.policy_for(&free).resume
+            ),
+            None => "disk full".to_owned(),
+        };
+        let stored = self.store.write(|tx| {
+            tx.execute(
+                "INSERT INTO call_decisions (sip_call_id, answered_at, recorded, reason)
+                 VALUES (?1, ?2, 0, ?3)",
+                (&summary.sip_call_id, layout::iso_utc(answered), &reason),
+            )
+        });
+        match stored {
+            Ok(_) => tracing::warn!(call_id = %summary.sip_call_id, reason, "call not recorded"),
+            Err(err) => {
+                tracing::error!(call_id = %summary.sip_call_id, reason, error = %chain(&err), "call not recorded, and the decision cannot be stored")
+            }
+        }
     }
 
     fn write(&mut self, call: u64, samples: &[i16]) {
@@ -341,11 +555,20 @@ impl Recorder {
                 writer.write_frames_u8(&open.encoded)
             }
         };
-        if let Err(err) = written {
+        let Err(source) = written else {
+            return;
+        };
+        let err = RecorderError::Write {
+            path: open.path.clone(),
+            source,
+        };
+        if err.is_disk_full() {
+            self.disk_filled(&err);
+        } else {
             tracing::error!(file = %open.path.display(), error = %chain(&err), "cannot write recording; keeping what was written");
-            // Keep what is on disk consistent, then stop writing this call.
-            let _ = writer.sync_header();
+            // Stop writing this call, and make what is on disk consistent.
             open.writer = None;
+            repair_logged(&open.path);
         }
     }
 
@@ -356,33 +579,14 @@ impl Recorder {
             return;
         };
         if open.raw.is_none() {
-            let name = open
-                .path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .replace(".wav", ".rtp.pcap");
-            let path = open.path.with_file_name(&name);
-            let header = PcapHeader {
-                datalink: DataLink::from(link_type),
-                ..PcapHeader::default()
-            };
-            let created = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(pcap_file::PcapError::IoError)
-                .and_then(|file| PcapWriter::with_header(file, header));
-            match created {
-                Ok(writer) => {
-                    open.raw = Some(RawMedia {
-                        name,
-                        writer,
-                        packets: 0,
-                    })
+            match create_raw(&open.path, link_type) {
+                Ok(raw) => open.raw = Some(raw),
+                Err(err) if err.is_disk_full() => {
+                    self.disk_filled(&err);
+                    return;
                 }
                 Err(err) => {
-                    tracing::error!(file = %path.display(), error = %err, "cannot keep undecodable media");
+                    tracing::error!(error = %chain(&err), "cannot keep undecodable media");
                     return;
                 }
             }
@@ -390,87 +594,258 @@ impl Recorder {
         let Some(raw) = open.raw.as_mut() else {
             return;
         };
+        let Some(writer) = raw.writer.as_mut() else {
+            return;
+        };
         let packet = PcapPacket {
             timestamp: at,
             orig_len: frame.len() as u32,
             data: Cow::Borrowed(frame),
         };
-        match raw.writer.write_packet(&packet) {
-            Ok(_) => raw.packets += 1,
+        match writer.write_packet(&packet) {
+            Ok(written) => {
+                raw.packets += 1;
+                raw.len += written as u64;
+            }
+            Err(pcap_file::PcapError::IoError(source)) => {
+                let err = RecorderError::Raw {
+                    path: raw.path.clone(),
+                    source,
+                };
+                raw.cut_back();
+                if err.is_disk_full() {
+                    self.disk_filled(&err);
+                } else {
+                    tracing::error!(error = %chain(&err), "cannot keep undecodable media; keeping what was written");
+                }
+            }
+            // Refused before anything was written.
             Err(err) => {
                 tracing::error!(file = %raw.name, error = %err, "cannot keep undecodable media")
             }
         }
     }
 
-    /// Makes every open recording durable up to now.
+    /// Makes every open recording durable up to now, then measures the free space.
     /// Each file's header is brought up to date (a write into the page cache), then one
     /// `syncfs` makes every file on the recordings' file system durable at once: the same
     /// guarantee as an fsync per file, in one system call however many calls are open.
     fn sync(&mut self, now: Duration) {
         self.last_sync = now;
         let mut any = false;
+        let mut full = None;
         for open in self.open.values_mut() {
             let Some(writer) = open.writer.as_mut() else {
                 continue;
             };
             match writer.sync_header() {
                 Ok(()) => any = true,
-                Err(err) => {
-                    tracing::error!(file = %open.path.display(), error = %chain(&err), "cannot update a recording's header")
+                Err(source) => {
+                    let err = RecorderError::Write {
+                        path: open.path.clone(),
+                        source,
+                    };
+                    if err.is_disk_full() {
+                        full.get_or_insert(err);
+                    } else {
+                        tracing::error!(file = %open.path.display(), error = %chain(&err), "cannot update a recording's header; keeping what was written");
+                        open.writer = None;
+                        repair_logged(&open.path);
+                    }
                 }
             }
+        }
+        if let Some(err) = full {
+            // Every open recording is finalised now, and settled by the sync below.
+            self.disk_filled(&err);
         }
         if any || !self.finishing.is_empty() {
             let synced = File::open(&self.config.root)
-                .and_then(|root| rustix::fs::syncfs(&root).map_err(std::io::Error::from));
+                .and_then(|root| rustix::fs::syncfs(&root).map_err(std::io::Error::from))
+                .map_err(|source| RecorderError::Sync {
+                    path: self.config.root.clone(),
+                    source,
+                });
             match synced {
                 Ok(()) => self.settle(),
-                Err(err) => {
-                    tracing::error!(path = %self.config.root.display(), error = %err, "cannot sync recordings to disk")
-                }
+                Err(err) if err.is_disk_full() => self.disk_filled(&err),
+                Err(err) => tracing::error!(error = %chain(&err), "cannot sync recordings to disk"),
             }
         }
+        self.measure_space(now);
+    }
+
+    /// The disk (or the quota) is full: refuse new calls, and finalise every open recording
+    /// with what reached the disk rather than let each fail write after write. Logs one error.
+    ///
+    /// A recording whose writing failed earlier for another reason writes nothing more; it
+    /// stays open, to be marked `failed` when its call ends.
+    fn disk_filled(&mut self, cause: &RecorderError) {
+        let cut: Vec<(u64, Open)> = self
+            .open
+            .extract_if(|_, open| open.writer.is_some())
+            .collect();
+        let open = cut.len();
+        if !self.space.full {
+            self.space.full = true;
+            self.space.full_since = self.now;
+            tracing::error!(
+                path = %self.config.root.display(),
+                error = %chain(cause),
+                open,
+                "recordings disk full: new calls are not recorded and open recordings are finalised until space returns"
+            );
+        } else if open > 0 {
+            tracing::error!(
+                path = %self.config.root.display(),
+                error = %chain(cause),
+                open,
+                "recordings disk full: open recordings finalised"
+            );
+        }
+        // For the reason stored with refused calls; the state is left only at a sync.
+        if let Ok(free) = FreeSpace::of(&self.config.root) {
+            self.space.free = Some(free);
+        }
+        let now = self.now;
+        for (call, mut open) in cut {
+            let written = match open.writer.take().map(|w| finish_file(&open.path, w)) {
+                Some(Ok(())) => true,
+                Some(Err(unfinished)) => unfinished.repaired,
+                None => false,
+            };
+            let mut summary = open.summary;
+            summary.ended_at = Some(now);
+            self.cut.insert(call, open.row);
+            self.totals.cut_short += 1;
+            tracing::warn!(file = %open.path.display(), "recording cut short by a full disk");
+            self.finishing.push(Finishing {
+                row: open.row,
+                path: open.path,
+                written,
+                summary,
+                raw: open.raw.map(|raw| (raw.name, raw.packets)),
+                note: Some(CUT_SHORT),
+                cut: true,
+            });
+        }
+    }
+
+    /// Measures the free space and enters or leaves the disk-full state by the policy.
+    fn measure_space(&mut self, now: Duration) {
+        let free = match FreeSpace::of(&self.config.root) {
+            Ok(free) => free,
+            Err(err) => {
+                if !self.space.unmeasurable {
+                    tracing::warn!(path = %self.config.root.display(), error = %err, "cannot measure the free space for recordings");
+                }
+                self.space.unmeasurable = true;
+                return;
+            }
+        };
+        self.space.unmeasurable = false;
+        self.space.free = Some(free);
+        let policy = self.policy_for(&free);
+        let refuse = policy.refuse(self.space.full, &free);
+        if refuse && !self.space.full {
+            self.space.full = true;
+            self.space.full_since = now;
+            tracing::error!(
+                path = %self.config.root.display(),
+                available = free.available,
+                low_water = policy.low_water,
+                available_inodes = free.available_inodes,
+                "recordings disk nearly full: new calls are not recorded until space returns"
+            );
+        } else if !refuse && self.space.full && now >= self.space.full_since + SYNC_INTERVAL {
+            self.space.full = false;
+            tracing::info!(
+                path = %self.config.root.display(),
+                available = free.available,
+                "recording resumed: space returned on the recordings disk"
+            );
+        }
+    }
+
+    fn policy_for(&self, free: &FreeSpace) -> SpacePolicy {
+        self.space
+            .policy
+            .unwrap_or_else(|| SpacePolicy::for_file_system(free.total))
     }
 
     /// A call ended: its file is finished now, and made durable, hashed and marked
     /// complete at the next sync point with every other call that ended meanwhile.
     fn complete(&mut self, summary: &CallSummary) {
+        if let Some(row) = self.cut.remove(&summary.id) {
+            self.add_call_statistics(row, summary);
+            return;
+        }
         let Some(mut open) = self.open.remove(&summary.id) else {
             return;
         };
-        let finished = match open.writer.take() {
-            Some(writer) => writer
-                .finish()
-                .map_err(|source| RecorderError::Write {
-                    path: open.path.clone(),
-                    source,
-                })
-                .and_then(|inner| {
-                    inner
-                        .into_inner()
-                        .map(drop)
-                        .map_err(|e| RecorderError::Create {
-                            path: open.path.clone(),
-                            source: e.into_error(),
-                        })
-                }),
-            None => Err(RecorderError::Create {
-                path: open.path.clone(),
-                source: std::io::Error::other("writing had already failed"),
-            }),
+        let mut note = None;
+        let mut full = None;
+        let written = match open.writer.take() {
+            Some(writer) => match finish_file(&open.path, writer) {
+                Ok(()) => true,
+                Err(Unfinished { cause, repaired }) if cause.is_disk_full() => {
+                    // The last buffered audio did not fit: the file holds the call up to it.
+                    tracing::warn!(file = %open.path.display(), "recording cut short by a full disk");
+                    note = Some(CUT_SHORT);
+                    self.totals.cut_short += 1;
+                    full = Some(cause);
+                    repaired
+                }
+                Err(Unfinished { cause, .. }) => {
+                    tracing::error!(file = %open.path.display(), error = %chain(&cause), "cannot finish recording");
+                    false
+                }
+            },
+            None => {
+                tracing::error!(file = %open.path.display(), "cannot finish recording: writing had already failed");
+                false
+            }
         };
-        if let Err(err) = &finished {
-            tracing::error!(file = %open.path.display(), error = %chain(err), "cannot finish recording");
-        }
         let raw = open.raw.take().map(|raw| (raw.name, raw.packets));
         self.finishing.push(Finishing {
             row: open.row,
             path: open.path,
-            written: finished.is_ok(),
+            written,
             summary: summary.clone(),
             raw,
+            note,
+            cut: false,
         });
+        if let Some(cause) = full {
+            self.disk_filled(&cause);
+        }
+    }
+
+    /// A call whose recording was cut short has ended: its row gets the codec and stream
+    /// statistics, which only the end of the call knows.
+    fn add_call_statistics(&self, row: i64, summary: &CallSummary) {
+        let [caller, callee] = summary.streams;
+        let updated = self.store.write(|tx| {
+            tx.execute(
+                "UPDATE recordings SET codec = ?2,
+                     caller_packets = ?3, caller_lost = ?4, caller_jitter_ms = ?5,
+                     callee_packets = ?6, callee_lost = ?7, callee_jitter_ms = ?8
+                 WHERE id = ?1",
+                rusqlite::params![
+                    row,
+                    summary.codecs.iter().flatten().next(),
+                    caller.packets as i64,
+                    caller.lost as i64,
+                    caller.jitter_ms,
+                    callee.packets as i64,
+                    callee.lost as i64,
+                    callee.jitter_ms,
+                ],
+            )
+        });
+        if let Err(err) = updated {
+            tracing::warn!(call_id = %summary.sip_call_id, error = %chain(&err), "cannot add the call's statistics to a recording cut short");
+        }
     }
 
     /// After a sync: every finished file is on disk, so hash it and complete its row, all in
@@ -496,6 +871,29 @@ impl Recorder {
                 let summary = &f.summary;
                 let answered = summary.answered_at.unwrap_or(summary.invited_at);
                 let ended = summary.ended_at.unwrap_or(answered);
+                let end_reason = f.note.or(summary.end_reason.map(|r| r.as_str()));
+                let raw_file = f.raw.as_ref().map(|(name, _)| name);
+                let raw_packets = f.raw.as_ref().map(|(_, packets)| *packets as i64);
+                if f.cut {
+                    tx.execute(
+                        "UPDATE recordings SET status = ?2, ended_at = ?3, duration_ms = ?4,
+                             end_reason = ?5, size_bytes = ?6, sha256 = ?7,
+                             raw_media_file = ?8, raw_media_packets = ?9
+                         WHERE id = ?1",
+                        rusqlite::params![
+                            f.row,
+                            status,
+                            layout::iso_utc(ended),
+                            ended.saturating_sub(answered).as_millis() as i64,
+                            end_reason,
+                            size,
+                            sha256,
+                            raw_file,
+                            raw_packets,
+                        ],
+                    )?;
+                    continue;
+                }
                 let [caller, callee] = summary.streams;
                 tx.execute(
                     "UPDATE recordings SET status = ?2, ended_at = ?3, duration_ms = ?4, end_reason = ?5,
@@ -509,7 +907,7 @@ impl Recorder {
                         status,
                         layout::iso_utc(ended),
                         ended.saturating_sub(answered).as_millis() as i64,
-                        summary.end_reason.map(|r| r.as_str()),
+                        end_reason,
                         summary.codecs.iter().flatten().next(),
                         size,
                         sha256,
@@ -519,8 +917,8 @@ impl Recorder {
                         callee.packets as i64,
                         callee.lost as i64,
                         callee.jitter_ms,
-                        f.raw.as_ref().map(|(name, _)| name),
-                        f.raw.as_ref().map(|(_, packets)| *packets as i64),
+                        raw_file,
+                        raw_packets,
                     ],
                 )?;
             }
@@ -642,4 +1040,114 @@ fn hash_file(path: &Path) -> FileDigest {
         size += n as u64;
     }
     Ok((size, format!("{:x}", hasher.finalize())))
+}
+
+/// A new recording's file, its header durable.
+struct Created {
+    /// `Syyyymmdd`.
+    directory: String,
+    /// `Ryyyymmddhhmmssssss.wav`.
+    name: String,
+    path: PathBuf,
+    writer: WavWriter<BufWriter<File>>,
+}
+
+/// Why a recording's file could not be finished normally, and whether it was repaired (a
+/// failed repair is logged).
+struct Unfinished {
+    cause: RecorderError,
+    repaired: bool,
+}
+
+/// Syncs a recording's header a last time and closes the file. If that fails (the writer
+/// poisoned by a failed write, or the last buffered audio not fitting on the disk) the file
+/// is closed as it is and repaired: its header is made to count exactly the whole frames
+/// that reached the disk, whatever the failed writes left behind.
+fn finish_file(path: &Path, writer: WavWriter<BufWriter<File>>) -> Result<(), Unfinished> {
+    let write_err = |source| RecorderError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let cause = match writer.finish() {
+        Ok(buffered) => match buffered.into_inner() {
+            Ok(_) => return Ok(()),
+            Err(err) => write_err(wav::WavError::Io(err.into_error())),
+        },
+        Err(source) => write_err(source),
+    };
+    // The writer is gone and the file closed: whatever reached the disk is final.
+    let repaired = match repair_file(path) {
+        Ok(_) => true,
+        Err(err) => {
+            tracing::error!(file = %path.display(), error = %chain(&err), "cannot repair a recording whose writing failed");
+            false
+        }
+    };
+    Err(Unfinished { cause, repaired })
+}
+
+/// Makes a recording whose writing failed consistent: see [`wav::repair`].
+fn repair_file(path: &Path) -> Result<wav::RepairOutcome, RecorderError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(wav::WavError::from)
+        .and_then(|mut file| wav::repair(&mut file))
+        .map_err(|source| RecorderError::Repair {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// [`repair_file`], for a writer just dropped after a failed write; failures are logged.
+fn repair_logged(path: &Path) {
+    match repair_file(path) {
+        Ok(outcome) => {
+            tracing::info!(file = %path.display(), frames = outcome.frames, truncated_bytes = outcome.truncated_bytes, "recording repaired after a failed write")
+        }
+        Err(err) => {
+            tracing::error!(file = %path.display(), error = %chain(&err), "cannot repair a recording whose writing failed")
+        }
+    }
+}
+
+/// Creates `Ryyyymmddhhmmssssss.rtp.pcap` beside the recording at `wav`, its header written.
+/// On error no file is left behind.
+fn create_raw(wav: &Path, link_type: u32) -> Result<RawMedia, RecorderError> {
+    let name = wav
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .replace(".wav", ".rtp.pcap");
+    let path = wav.with_file_name(&name);
+    let raw_err = |source| RecorderError::Raw {
+        path: path.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(raw_err)?;
+    let header = PcapHeader {
+        datalink: DataLink::from(link_type),
+        ..PcapHeader::default()
+    };
+    match PcapWriter::with_header(file, header) {
+        Ok(writer) => Ok(RawMedia {
+            name,
+            path,
+            writer: Some(writer),
+            packets: 0,
+            len: PCAP_HEADER_LEN,
+        }),
+        Err(err) => {
+            let _ = std::fs::remove_file(&path);
+            Err(raw_err(match err {
+                pcap_file::PcapError::IoError(err) => err,
+                other => std::io::Error::other(other),
+            }))
+        }
+    }
 }

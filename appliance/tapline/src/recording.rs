@@ -48,6 +48,8 @@ pub(crate) struct Metrics {
     dropped: Counter,
     recordings: Family<StatusLabel, Counter>,
     open: Gauge,
+    disk_full: Gauge,
+    free_bytes: Gauge,
     sip_messages: Counter,
     rtp_packets: Counter,
     malformed: Family<ReasonLabel, Counter>,
@@ -77,6 +79,16 @@ impl Metrics {
             "recordings_open",
             "Recordings being written now",
             m.open.clone(),
+        );
+        registry.register(
+            "recordings_disk_full",
+            "1 while new calls are not recorded because the recordings disk is full or below its low-water mark",
+            m.disk_full.clone(),
+        );
+        registry.register(
+            "recordings_free_bytes",
+            "Bytes free for recordings on their file system, as last measured",
+            m.free_bytes.clone(),
         );
         registry.register("sip_messages", "SIP messages seen", m.sip_messages.clone());
         registry.register("rtp_packets", "RTP packets seen", m.rtp_packets.clone());
@@ -110,6 +122,16 @@ impl Metrics {
                 totals.not_selected,
                 seen.totals.not_selected,
             ),
+            (
+                "refused_disk_full",
+                totals.refused_disk_full,
+                seen.totals.refused_disk_full,
+            ),
+            (
+                "cut_short_disk_full",
+                totals.cut_short,
+                seen.totals.cut_short,
+            ),
         ] {
             self.recordings
                 .get_or_create(&StatusLabel { status })
@@ -117,6 +139,11 @@ impl Metrics {
         }
         seen.totals = totals;
         self.open.set(recorder.open_recordings() as i64);
+        self.disk_full.set(i64::from(recorder.disk_full()));
+        if let Some(free) = recorder.free_space() {
+            self.free_bytes
+                .set(i64::try_from(free.available).unwrap_or(i64::MAX));
+        }
         let stats = &recorder.tracker().stats;
         self.sip_messages
             .inc_by(stats.sip_messages - seen.sip_messages);
