@@ -36,8 +36,9 @@ pub(crate) const TEST: &[&str] = &[
     "coreutils",
 ];
 
-/// The anchors the benchmarks compare against, and GNU time for peak memory.
-pub(crate) const BENCH: &[&str] = &["tshark", "time", "util-linux"];
+/// The anchors the benchmarks compare against, GNU time for peak memory, taskset to pin them,
+/// and iproute2 for the network namespaces and veth pair the live capture runs across.
+pub(crate) const BENCH: &[&str] = &["tshark", "time", "util-linux", "iproute2"];
 
 pub(crate) fn ensure(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();

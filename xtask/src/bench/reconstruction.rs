@@ -1,6 +1,3 @@
-//! `cargo xtask bench`: Tapline's speed, measured beside an anchor on the same input in the
-//! same run, reported as medians and ratios in `docs/benchmarks.md`.
-//!
 //! Reconstruction: a generated capture of [`CALLS`] concurrent G.711 calls goes through
 //! `tapline record --pcap` (the whole path: parse, track, decode, write WAV to disk) and
 //! through `tshark -q -z rtp,streams` (parse and RTP stream analysis, no audio), each pinned
@@ -17,19 +14,25 @@ use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use tapline_calls::synth::{self, Call, Endpoint};
 
+use super::{RUNS, median};
 use crate::cargo;
 
 /// Concurrent calls in the generated capture.
-const CALLS: usize = 2_000;
+pub(super) const CALLS: usize = 2_000;
 /// Seconds of two-way audio per call.
 const TALK_SECONDS: u64 = 8;
-const RUNS: usize = 3;
 /// The core both contenders are pinned to.
 const CORE: &str = "1";
 
-pub(crate) fn run() -> anyhow::Result<()> {
-    crate::deps::ensure(crate::deps::BUILD)?;
-    crate::deps::ensure(crate::deps::BENCH)?;
+/// What the runs measured.
+pub(super) struct Reconstruction {
+    packets: u64,
+    capture: PathBuf,
+    ours: Vec<Measurement>,
+    theirs: Vec<Measurement>,
+}
+
+pub(super) fn measure() -> anyhow::Result<Reconstruction> {
     cargo(&["build", "--release", "--locked", "--package", "tapline"])?;
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -51,7 +54,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         let config = dir.join("bench.toml");
         let text = format!("[tenant]\nname = \"Bench\"\n[storage]\ndata_dir = \"data-{run}\"\n");
         std::fs::write(&config, text)?;
-        let tapline = measure(
+        let tapline = run_timed(
             Command::new("taskset")
                 .args(["-c", CORE, "target/release/tapline", "record", "--pcap"])
                 .arg(&capture)
@@ -71,7 +74,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         if recorded != CALLS {
             bail!("run {run}: tapline wrote {recorded} recordings, expected {CALLS}");
         }
-        let tshark = measure(
+        let tshark = run_timed(
             Command::new("taskset")
                 .args(["-c", CORE, "tshark", "-q", "-n", "-z", "rtp,streams", "-r"])
                 .arg(&capture),
@@ -91,12 +94,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
     for run in 1..=RUNS {
         let _ = std::fs::remove_dir_all(dir.join(format!("data-{run}")));
     }
-    let report = report(packets, &ours, &theirs, &capture)?;
-    print!("{report}");
-    std::fs::create_dir_all("docs")?;
-    std::fs::write("docs/benchmarks.md", report)?;
-    eprintln!("xtask: wrote docs/benchmarks.md");
-    Ok(())
+    Ok(Reconstruction {
+        packets,
+        capture,
+        ours,
+        theirs,
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +112,7 @@ struct Measurement {
 
 /// Runs `command` to completion, timing it and reading its peak memory from `wait4`'s
 /// resource usage (through GNU time's `%M`, which reports exactly that).
-fn measure(command: &mut Command) -> anyhow::Result<Measurement> {
+fn run_timed(command: &mut Command) -> anyhow::Result<Measurement> {
     let program = command.get_program().to_owned();
     let mut timed = Command::new("/usr/bin/time");
     timed
@@ -152,111 +155,92 @@ fn measure(command: &mut Command) -> anyhow::Result<Measurement> {
     })
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn report(
-    packets: u64,
-    ours: &[Measurement],
-    theirs: &[Measurement],
-    capture: &Path,
-) -> anyhow::Result<String> {
-    let per_second = |m: &[Measurement], time: fn(&Measurement) -> Duration| {
-        median(
-            &mut m
-                .iter()
-                .map(|m| packets as f64 / time(m).as_secs_f64())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let memory = |m: &[Measurement]| {
-        median(
-            &mut m
-                .iter()
-                .map(|m| m.peak_rss_kib as f64 / 1024.0)
-                .collect::<Vec<_>>(),
-        )
-    };
-    let (our_rate, their_rate) = (
-        per_second(ours, |m| m.elapsed),
-        per_second(theirs, |m| m.elapsed),
-    );
-    let (our_cpu_rate, their_cpu_rate) =
-        (per_second(ours, |m| m.cpu), per_second(theirs, |m| m.cpu));
-    let (our_memory, their_memory) = (memory(ours), memory(theirs));
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")?
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
-    let tshark_version = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            // "TShark (Wireshark) 4.0.17 (Git v4.0.17 packaged as ...)." to its first part.
-            let text = String::from_utf8_lossy(&o.stdout);
-            text.lines()
-                .next()
-                .and_then(|l| l.split(" (Git").next())
-                .map(str::to_owned)
-        });
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let name = capture.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let mut out = String::new();
-    writeln!(out, "# Benchmarks\n")?;
-    writeln!(
-        out,
-        "Made by `cargo xtask bench`; every figure is the median of {RUNS} runs in one"
-    )?;
-    writeln!(
-        out,
-        "invocation, each contender pinned to one core (`taskset -c {CORE}`)."
-    )?;
-    writeln!(out, "Machine: {cpu}, {cores} cores.\n")?;
-    writeln!(out, "## Call reconstruction from a capture\n")?;
-    writeln!(
-        out,
-        "Input: `{name}`, generated by the benchmark: {CALLS} concurrent G.711 calls (SIP over \
-         UDP, {TALK_SECONDS} s of RTP each way at 50 packets/s), {packets} packets.\n"
-    )?;
-    writeln!(
-        out,
-        "| | packets/s, wall clock | packets per CPU-second | peak memory | per call |"
-    )?;
-    writeln!(out, "|---|---:|---:|---:|---:|")?;
-    writeln!(
-        out,
-        "| Tapline: `tapline record --pcap` (parse, track, decode, write {CALLS} WAV files) \
-         | {our_rate:.0} | {our_cpu_rate:.0} | {our_memory:.0} MiB | {:.1} KiB |",
-        our_memory * 1024.0 / CALLS as f64
-    )?;
-    writeln!(
-        out,
-        "| {}: `tshark -q -z rtp,streams` (parse, RTP stream statistics, no audio) \
-         | {their_rate:.0} | {their_cpu_rate:.0} | {their_memory:.0} MiB | {:.1} KiB |",
-        tshark_version.as_deref().unwrap_or("tshark"),
-        their_memory * 1024.0 / CALLS as f64
-    )?;
-    writeln!(
-        out,
-        "| **Tapline / tshark** | **{:.2}×** | **{:.2}×** | {:.2}× | |",
-        our_rate / their_rate,
-        our_cpu_rate / their_cpu_rate,
-        our_memory / their_memory
-    )?;
-    writeln!(
-        out,
-        "\nWall-clock figures include waiting for the disk: Tapline makes every recording \
-         durable once a second (one `syncfs`) and hashes each finished file; tshark writes \
-         nothing.\n\nReproduce: `cargo xtask bench` (installs tshark; the capture is cached in \
-         `target/bench/`)."
-    )?;
-    Ok(out)
+impl Reconstruction {
+    /// The report's section on reconstruction.
+    pub(super) fn write_section(&self, out: &mut String) -> anyhow::Result<()> {
+        let Reconstruction {
+            packets,
+            capture,
+            ours,
+            theirs,
+        } = self;
+        let per_second = |m: &[Measurement], time: fn(&Measurement) -> Duration| {
+            median(
+                &mut m
+                    .iter()
+                    .map(|m| *packets as f64 / time(m).as_secs_f64())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let memory = |m: &[Measurement]| {
+            median(
+                &mut m
+                    .iter()
+                    .map(|m| m.peak_rss_kib as f64 / 1024.0)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let (our_rate, their_rate) = (
+            per_second(ours, |m| m.elapsed),
+            per_second(theirs, |m| m.elapsed),
+        );
+        let (our_cpu_rate, their_cpu_rate) =
+            (per_second(ours, |m| m.cpu), per_second(theirs, |m| m.cpu));
+        let (our_memory, their_memory) = (memory(ours), memory(theirs));
+        let tshark_version = Command::new("tshark")
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| {
+                // "TShark (Wireshark) 4.0.17 (Git v4.0.17 packaged as ...)." to its first part.
+                let text = String::from_utf8_lossy(&o.stdout);
+                text.lines()
+                    .next()
+                    .and_then(|l| l.split(" (Git").next())
+                    .map(str::to_owned)
+            });
+        let name = capture.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        writeln!(out, "## Call reconstruction from a capture\n")?;
+        writeln!(
+            out,
+            "Input: `{name}`, generated by the benchmark: {CALLS} concurrent G.711 calls (SIP over \
+             UDP, {TALK_SECONDS} s of RTP each way at 50 packets/s), {packets} packets. Each \
+             contender is pinned to one core (`taskset -c {CORE}`).\n"
+        )?;
+        writeln!(
+            out,
+            "| | packets/s, wall clock | packets per CPU-second | peak memory | per call |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|")?;
+        writeln!(
+            out,
+            "| Tapline: `tapline record --pcap` (parse, track, decode, write {CALLS} WAV files) \
+             | {our_rate:.0} | {our_cpu_rate:.0} | {our_memory:.0} MiB | {:.1} KiB |",
+            our_memory * 1024.0 / CALLS as f64
+        )?;
+        writeln!(
+            out,
+            "| {}: `tshark -q -z rtp,streams` (parse, RTP stream statistics, no audio) \
+             | {their_rate:.0} | {their_cpu_rate:.0} | {their_memory:.0} MiB | {:.1} KiB |",
+            tshark_version.as_deref().unwrap_or("tshark"),
+            their_memory * 1024.0 / CALLS as f64
+        )?;
+        writeln!(
+            out,
+            "| **Tapline / tshark** | **{:.2}×** | **{:.2}×** | {:.2}× | |",
+            our_rate / their_rate,
+            our_cpu_rate / their_cpu_rate,
+            our_memory / their_memory
+        )?;
+        writeln!(
+            out,
+            "\nWall-clock figures include waiting for the disk: Tapline makes every recording \
+             durable once a second (one `syncfs`) and hashes each finished file; tshark writes \
+             nothing.\n\nReproduce: `cargo xtask bench` (installs tshark; the capture is cached in \
+             `target/bench/`).\n"
+        )?;
+        Ok(())
+    }
 }
 
 /// Writes the benchmark capture: calls answered one after another over the first two
@@ -339,7 +323,7 @@ fn generate(path: &Path) -> anyhow::Result<u64> {
 
 /// Call `i`: its own phone and a shared PBX, as on a real voice VLAN, with addresses from the
 /// range set aside for benchmarks (198.18.0.0/15, RFC 2544).
-fn bench_call(i: usize) -> Call {
+pub(super) fn bench_call(i: usize) -> Call {
     let phone = std::net::Ipv4Addr::new(198, 18, (i / 250) as u8, (i % 250 + 1) as u8);
     let pbx = std::net::Ipv4Addr::new(198, 19, 0, 10);
     let caller = Endpoint {
