@@ -492,8 +492,9 @@ fn print_summary(capture: &Path, recorder: &Recorder, frames: u64) {
     println!("  recorded         {}", totals.completed);
     println!("  failed           {}", totals.failed);
     println!(
-        "  not recorded     {} unanswered, {} encrypted",
-        stats.calls_unanswered, totals.unrecordable
+        "  not recorded     {} unanswered, {} encrypted, {} left out by the recording percentage, \
+         {} for lack of disk space",
+        stats.calls_unanswered, totals.unrecordable, totals.not_selected, totals.refused_disk_full
     );
     let mut malformed: Vec<_> = stats.malformed.iter().collect();
     malformed.sort();
