@@ -4,13 +4,12 @@
 // A test's helpers fail the test on anything unexpected, like its body does.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use rustix::process::Signal;
-use tapline_store::rusqlite;
-use tapline_tests::{Appliance, eventually, peer, tapline};
+use tapline_tests::{Appliance, RecordingRow, eventually, recording_rows, sha256sum, tapline};
 
 const CALLS_PCAP: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -24,49 +23,6 @@ const CALLS: [(&str, f64, u32, u32); 3] = [
     ("tapline-demo-2@198.51.100.20", 8.3, 550, 1250),
     ("tapline-demo-3@198.51.100.20", 10.3, 660, 1500),
 ];
-
-#[derive(Debug)]
-struct Row {
-    sip_call_id: String,
-    status: String,
-    path: PathBuf,
-    duration_ms: Option<i64>,
-    end_reason: Option<String>,
-    size: Option<i64>,
-    sha256: Option<String>,
-    packets: (Option<i64>, Option<i64>),
-    lost: (Option<i64>, Option<i64>),
-}
-
-fn rows(data_dir: &Path) -> Vec<Row> {
-    let conn = rusqlite::Connection::open(data_dir.join("tapline.db")).unwrap();
-    let mut statement = conn
-        .prepare(
-            "SELECT sip_call_id, status, directory, file_name, duration_ms, end_reason, size_bytes,
-                    sha256, caller_packets, callee_packets, caller_lost, callee_lost
-             FROM recordings ORDER BY answered_at",
-        )
-        .unwrap();
-    statement
-        .query_map([], |r| {
-            let directory: String = r.get(2)?;
-            let file: String = r.get(3)?;
-            Ok(Row {
-                sip_call_id: r.get(0)?,
-                status: r.get(1)?,
-                path: data_dir.join("recordings").join(directory).join(file),
-                duration_ms: r.get(4)?,
-                end_reason: r.get(5)?,
-                size: r.get(6)?,
-                sha256: r.get(7)?,
-                packets: (r.get(8)?, r.get(9)?),
-                lost: (r.get(10)?, r.get(11)?),
-            })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
 
 /// What Python's `wave` module makes of a file: channels, rate, frames, and the dominant
 /// share of each listed tone per channel over the middle of the call.
@@ -136,19 +92,9 @@ for hz in map(int, sys.argv[2:]):
     }
 }
 
-fn sha256sum(path: &Path) -> String {
-    let out = peer("sha256sum", "coreutils").arg(path).output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// Checks one finished recording against the call it should hold.
 #[track_caller]
-fn check_recording(row: &Row, call: (&str, f64, u32, u32)) {
+fn check_recording(row: &RecordingRow, call: (&str, f64, u32, u32)) {
     let (call_id, seconds, left_hz, right_hz) = call;
     assert_eq!(row.sip_call_id, call_id);
     assert_eq!(row.status, "complete", "{row:?}");
@@ -225,7 +171,7 @@ fn record_pcap_turns_the_bundled_calls_into_three_recordings() {
             "no {line:?} in:\n{stdout}"
         );
     }
-    let rows = rows(&appliance.data_dir());
+    let rows = recording_rows(&appliance.data_dir());
     assert_eq!(rows.len(), 3);
     for (row, call) in rows.iter().zip(CALLS) {
         let name = row.path.file_name().unwrap().to_str().unwrap();
@@ -274,7 +220,7 @@ fn a_truncated_capture_fails_after_keeping_every_call_it_could() {
         )),
         "{stderr}"
     );
-    let rows = rows(&appliance.data_dir());
+    let rows = recording_rows(&appliance.data_dir());
     assert_eq!(rows.len(), 3);
     check_recording(&rows[0], CALLS[0]);
     for row in &rows[1..] {
@@ -295,19 +241,19 @@ fn the_daemon_records_the_replayed_calls_and_finalises_open_ones_on_sigterm() {
         Duration::from_secs(20),
         "the first recording to complete",
         || {
-            rows(&appliance.data_dir())
+            recording_rows(&appliance.data_dir())
                 .into_iter()
                 .find(|r| r.status == "complete")
         },
     );
     check_recording(&first, CALLS[0]);
     assert!(
-        rows(&appliance.data_dir())
+        recording_rows(&appliance.data_dir())
             .iter()
             .any(|r| r.status == "recording")
     );
     daemon.stop(Signal::TERM);
-    let rows = rows(&appliance.data_dir());
+    let rows = recording_rows(&appliance.data_dir());
     assert_eq!(rows.len(), 3);
     for row in &rows[1..] {
         assert_eq!(row.status, "complete", "finalised on SIGTERM: {row:?}");
@@ -328,14 +274,14 @@ fn a_recording_cut_short_by_a_crash_is_repaired_at_the_next_start() {
         Duration::from_secs(15),
         "a recording with synced audio",
         || {
-            let row = rows(&appliance.data_dir()).into_iter().next()?;
+            let row = recording_rows(&appliance.data_dir()).into_iter().next()?;
             (std::fs::metadata(&row.path).ok()?.len() > 44 + 2 * 32_000).then_some(row)
         },
     );
     daemon.signal(Signal::KILL);
     daemon.wait_exit(Duration::from_secs(10));
     assert_eq!(
-        rows(&appliance.data_dir())[0].status,
+        recording_rows(&appliance.data_dir())[0].status,
         "recording",
         "a power cut leaves the row open"
     );
@@ -349,7 +295,7 @@ fn a_recording_cut_short_by_a_crash_is_repaired_at_the_next_start() {
     let mut daemon = appliance.start(None, None);
     daemon.web_url();
     let repaired = eventually(Duration::from_secs(10), "the repair pass", || {
-        rows(&appliance.data_dir())
+        recording_rows(&appliance.data_dir())
             .into_iter()
             .find(|r| r.sip_call_id == open.sip_call_id && r.status != "recording")
     });

@@ -25,8 +25,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
-use tapline_store::rusqlite;
-use tapline_tests::{Appliance, Daemon, eventually, peer, tapline_bin};
+use tapline_tests::{
+    Appliance, Daemon, RecordingRow, eventually, peer, recording_rows, sha256sum, tapline_bin,
+};
 
 /// The SIPp scenarios: the phone's (`uac.xml`) and the PBX's (`uas.xml`). See README.md there.
 const SIPP_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sipp");
@@ -90,7 +91,7 @@ fn calls_mirrored_to_the_span_port_are_recorded_exactly() {
     let calls: Vec<String> = (1..=CALLS.len()).map(call_id).collect();
 
     eventually_or_log(&daemon, Duration::from_secs(20), "complete rows", || {
-        let rows = rows(&appliance.data_dir());
+        let rows = recording_rows(&appliance.data_dir());
         let complete = |id: &String| {
             rows.iter()
                 .any(|r| &r.sip_call_id == id && r.status == "complete")
@@ -101,7 +102,7 @@ fn calls_mirrored_to_the_span_port_are_recorded_exactly() {
     daemon.stop(Signal::TERM);
 
     // What a clean stop leaves behind: one row per call, nothing left open.
-    let rows = rows(&appliance.data_dir());
+    let rows = recording_rows(&appliance.data_dir());
     assert_eq!(rows.len(), CALLS.len(), "one row per call: {rows:?}");
     for (n, script) in CALLS.iter().enumerate() {
         let id = call_id(n + 1);
@@ -626,51 +627,6 @@ fn eventually_or_log<T>(
         .unwrap_or_else(|_| panic!("tapline's log:\n{}", daemon.stderr()))
 }
 
-#[derive(Debug)]
-struct Row {
-    sip_call_id: String,
-    status: String,
-    path: PathBuf,
-    duration_ms: Option<i64>,
-    end_reason: Option<String>,
-    size: Option<i64>,
-    sha256: Option<String>,
-    packets: (Option<i64>, Option<i64>),
-    lost: (Option<i64>, Option<i64>),
-    source: String,
-}
-
-fn rows(data_dir: &Path) -> Vec<Row> {
-    let conn = rusqlite::Connection::open(data_dir.join("tapline.db")).unwrap();
-    let mut statement = conn
-        .prepare(
-            "SELECT sip_call_id, status, directory, file_name, duration_ms, end_reason, size_bytes,
-                    sha256, caller_packets, callee_packets, caller_lost, callee_lost, source
-             FROM recordings ORDER BY answered_at",
-        )
-        .unwrap();
-    statement
-        .query_map([], |r| {
-            let directory: String = r.get(2)?;
-            let file: String = r.get(3)?;
-            Ok(Row {
-                sip_call_id: r.get(0)?,
-                status: r.get(1)?,
-                path: data_dir.join("recordings").join(directory).join(file),
-                duration_ms: r.get(4)?,
-                end_reason: r.get(5)?,
-                size: r.get(6)?,
-                sha256: r.get(7)?,
-                packets: (r.get(8)?, r.get(9)?),
-                lost: (r.get(10)?, r.get(11)?),
-                source: r.get(12)?,
-            })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
 /// `/metrics`, fetched with curl inside the tap namespace (the web listener is on its
 /// loopback), trusting only the certificate the daemon made: no kernel drops on span0, and
 /// every call counted as complete. The recorder brings the counters up to date every 500 ms.
@@ -797,11 +753,6 @@ for side, ref_path in ((data[0::2], sys.argv[2]), (data[1::2], sys.argv[3])):
     }
 }
 
-fn sha256sum(path: &Path) -> String {
-    let out = run(Command::new("sha256sum").arg(path));
-    out.split(' ').next().unwrap().to_owned()
-}
-
 /// The size of a µ-law quantisation step, in 16-bit linear units, for samples of magnitude up
 /// to `peak`: 8 in the first segment, doubling with each segment up the scale (G.711).
 fn ulaw_step(peak: f64) -> f64 {
@@ -821,7 +772,7 @@ fn allowed_step(hz: u32, peak: f64) -> f64 {
 
 /// Everything about one finished call.
 #[track_caller]
-fn check_call(n: usize, script: &Script, row: &Row, sipp: &SeenBySipp, audio: &Audio) {
+fn check_call(n: usize, script: &Script, row: &RecordingRow, sipp: &SeenBySipp, audio: &Audio) {
     assert_eq!(row.status, "complete", "{row:?}");
     assert_eq!(row.source, "span", "{row:?}");
     assert_eq!(

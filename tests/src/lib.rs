@@ -353,3 +353,69 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// One row of the `recordings` table, as the end-to-end tests check it.
+#[derive(Debug)]
+pub struct RecordingRow {
+    pub sip_call_id: String,
+    pub status: String,
+    /// The WAV file, from the row's directory and file name.
+    pub path: PathBuf,
+    pub duration_ms: Option<i64>,
+    pub end_reason: Option<String>,
+    pub size: Option<i64>,
+    pub sha256: Option<String>,
+    /// Packets from the caller and from the callee.
+    pub packets: (Option<i64>, Option<i64>),
+    pub lost: (Option<i64>, Option<i64>),
+    pub source: String,
+}
+
+/// Every recording's row in the appliance at `data_dir`, in the order the calls were answered.
+pub fn recording_rows(data_dir: &Path) -> Vec<RecordingRow> {
+    let conn = tapline_store::rusqlite::Connection::open(data_dir.join("tapline.db")).unwrap();
+    let mut statement = conn
+        .prepare(
+            "SELECT sip_call_id, status, directory, file_name, duration_ms, end_reason, size_bytes,
+                    sha256, caller_packets, callee_packets, caller_lost, callee_lost, source
+             FROM recordings ORDER BY answered_at",
+        )
+        .unwrap();
+    statement
+        .query_map([], |r| {
+            let directory: String = r.get(2)?;
+            let file: String = r.get(3)?;
+            Ok(RecordingRow {
+                sip_call_id: r.get(0)?,
+                status: r.get(1)?,
+                path: data_dir.join("recordings").join(directory).join(file),
+                duration_ms: r.get(4)?,
+                end_reason: r.get(5)?,
+                size: r.get(6)?,
+                sha256: r.get(7)?,
+                packets: (r.get(8)?, r.get(9)?),
+                lost: (r.get(10)?, r.get(11)?),
+                source: r.get(12)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// A file's SHA-256 as coreutils' `sha256sum` computes it.
+pub fn sha256sum(path: &Path) -> String {
+    let out = peer("sha256sum", "coreutils").arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned()
+}
