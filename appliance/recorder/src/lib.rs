@@ -284,16 +284,18 @@ impl Recorder {
     pub fn handle_frame(&mut self, now: Duration, link_type: u32, frame: &[u8]) {
         self.now = now;
         self.tracker.handle_frame(now, link_type, frame);
-        self.drain();
-        if now >= self.last_sync + SYNC_INTERVAL {
-            self.sync(now);
-        }
+        self.catch_up(now);
     }
 
     /// Time passes without frames (call at least once a second).
     pub fn handle_timeout(&mut self, now: Duration) {
         self.now = now;
         self.tracker.handle_timeout(now);
+        self.catch_up(now);
+    }
+
+    /// Acts on what the tracker said, and syncs when a second has passed.
+    fn catch_up(&mut self, now: Duration) {
         self.drain();
         if now >= self.last_sync + SYNC_INTERVAL {
             self.sync(now);
