@@ -18,7 +18,9 @@ pub(crate) const BUILD: &[&str] = &["build-essential", "pkg-config", "libopus-de
 /// - python3: the standard `wave` module reads recordings back;
 /// - GStreamer: an independent RTP depayloader and G.711 decoder, the oracle for audio;
 /// - iproute2, ethtool: network namespaces, veth pairs and `tc` mirroring for capture tests;
-/// - sip-tester (SIPp) and sox: real calls with real audio across those namespaces.
+/// - sip-tester (SIPp) and sox: real calls with real audio across those namespaces;
+/// - openssh-client (`sftp`, `ssh-keygen`), lftp and python3-paramiko: three SFTP clients;
+/// - libreoffice-calc-nogui: a spreadsheet reading the index files back.
 pub(crate) const TEST: &[&str] = &[
     "systemd",
     "curl",
@@ -34,11 +36,23 @@ pub(crate) const TEST: &[&str] = &[
     "sip-tester",
     "sox",
     "coreutils",
+    "openssh-client",
+    "lftp",
+    "python3-paramiko",
+    "libreoffice-calc-nogui",
 ];
 
-/// The anchors the benchmarks compare against, GNU time for peak memory, taskset to pin them,
+/// The anchors the benchmarks compare against (tshark; OpenSSH's `sftp-server` with its
+/// `sftp` client), GNU time for peak memory, taskset to pin them,
 /// and iproute2 for the network namespaces and veth pair the live capture runs across.
-pub(crate) const BENCH: &[&str] = &["tshark", "time", "util-linux", "iproute2"];
+pub(crate) const BENCH: &[&str] = &[
+    "tshark",
+    "time",
+    "util-linux",
+    "iproute2",
+    "openssh-client",
+    "openssh-sftp-server",
+];
 
 pub(crate) fn ensure(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();

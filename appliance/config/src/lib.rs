@@ -48,6 +48,9 @@ pub struct StorageConfig {
     /// Absolute path of the data directory (a relative path in the file is taken relative to
     /// the file's own directory).
     pub data_dir: PathBuf,
+    /// Days a recording is kept after its local tenant day, before the daily retention job
+    /// removes it; 0 keeps recordings for ever. Legal holds exempt calls and days.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +141,16 @@ pub struct WebConfig {
 #[derive(Debug, Clone)]
 pub struct SftpConfig {
     pub listen: SocketAddr,
+    /// Sessions open at once, all accounts together.
+    pub max_connections: u32,
+    /// Sessions open at once for one login name.
+    pub max_connections_per_account: u32,
+    /// A session with no request for this long is closed.
+    pub idle_timeout_seconds: u32,
+    /// Failed logins in a row, per login name, before the name is locked out.
+    pub failures_before_lockout: u32,
+    /// How long a lockout lasts unless an administrator lifts it sooner.
+    pub lockout_minutes: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -223,8 +236,9 @@ impl Config {
             quote(&self.tenant.timezone_name)
         );
         out += &format!(
-            "[storage]\ndata_dir = {}\n\n",
-            quote(&self.storage.data_dir.display().to_string())
+            "[storage]\ndata_dir = {}\nretention_days = {}\n\n",
+            quote(&self.storage.data_dir.display().to_string()),
+            self.storage.retention_days
         );
         out += &format!(
             "[capture]\ninterfaces = {}\n",
@@ -246,8 +260,14 @@ impl Config {
             quote(&self.web.listen.to_string())
         );
         out += &format!(
-            "[sftp]\nlisten = {}\n\n",
-            quote(&self.sftp.listen.to_string())
+            "[sftp]\nlisten = {}\nmax_connections = {}\nmax_connections_per_account = {}\n\
+             idle_timeout_seconds = {}\nfailures_before_lockout = {}\nlockout_minutes = {}\n\n",
+            quote(&self.sftp.listen.to_string()),
+            self.sftp.max_connections,
+            self.sftp.max_connections_per_account,
+            self.sftp.idle_timeout_seconds,
+            self.sftp.failures_before_lockout,
+            self.sftp.lockout_minutes
         );
         out += &format!(
             "[turn]\nlisten = {}\nrelay_ports = {}\n",

@@ -46,7 +46,16 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
     let data_dir = storage.string_or("data_dir", "/var/lib/tapline".into(), |s| {
         values::directory(s, base_dir)
     });
+    let retention_days =
+        storage.integer_or("retention_days", 0, |n| values::whole_number(n, 0, 36_500));
     storage.finish(&mut problems);
+    let storage = match (data_dir, retention_days) {
+        (Some(data_dir), Some(retention_days)) => Some(StorageConfig {
+            data_dir,
+            retention_days,
+        }),
+        _ => None,
+    };
 
     let mut capture = Section::new(root, "capture");
     let interfaces = capture.string_list("interfaces", values::interface_name);
@@ -74,9 +83,8 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
     let web_listen = web.string_or("listen", ([0, 0, 0, 0], 443).into(), values::socket_addr);
     web.finish(&mut problems);
 
-    let mut sftp = Section::new(root, "sftp");
-    let sftp_listen = sftp.string_or("listen", ([0, 0, 0, 0], 22).into(), values::socket_addr);
-    sftp.finish(&mut problems);
+    let sftp = sftp(root, &mut problems);
+    let sftp_listen = sftp.as_ref().map(|sftp| sftp.listen);
 
     let mut turn = Section::new(root, "turn");
     let turn_listen = turn.string_or("listen", ([0, 0, 0, 0], 3478).into(), values::socket_addr);
@@ -114,24 +122,24 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
     match (
         name,
         timezone,
-        data_dir,
+        storage,
         interfaces,
         replay,
         (format, percentage, header_map),
         web_listen,
-        sftp_listen,
+        sftp,
         turn_listen,
         relay_ports,
     ) {
         (
             Some(name),
             Some((timezone_name, timezone)),
-            Some(data_dir),
+            Some(storage),
             Some(interfaces),
             Some(replay),
             (Some(format), Some(percentage), Some(headers)),
             Some(web_listen),
-            Some(sftp_listen),
+            Some(sftp),
             Some(turn_listen),
             Some(relay_ports),
         ) if problems.is_empty() => Ok(Config {
@@ -140,7 +148,7 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
                 timezone,
                 timezone_name,
             },
-            storage: StorageConfig { data_dir },
+            storage,
             capture: CaptureConfig { interfaces, replay },
             recording: RecordingConfig {
                 format,
@@ -148,9 +156,7 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
                 headers,
             },
             web: WebConfig { listen: web_listen },
-            sftp: SftpConfig {
-                listen: sftp_listen,
-            },
+            sftp,
             turn: TurnConfig {
                 listen: turn_listen,
                 relay_ports,
@@ -158,6 +164,47 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
         }),
         _ => Err(problems),
     }
+}
+
+fn sftp(root: &Table, problems: &mut Vec<Problem>) -> Option<SftpConfig> {
+    let mut sftp = Section::new(root, "sftp");
+    let listen = sftp.string_or("listen", ([0, 0, 0, 0], 22).into(), values::socket_addr);
+    let max_connections = sftp.integer_or("max_connections", 64, |n| {
+        values::whole_number(n, 1, 10_000)
+    });
+    let max_connections_per_account = sftp.integer_or("max_connections_per_account", 8, |n| {
+        values::whole_number(n, 1, 10_000)
+    });
+    let idle_timeout_seconds = sftp.integer_or("idle_timeout_seconds", 600, |n| {
+        values::whole_number(n, 10, 86_400)
+    });
+    let failures_before_lockout = sftp.integer_or("failures_before_lockout", 5, |n| {
+        values::whole_number(n, 1, 1_000)
+    });
+    let lockout_minutes = sftp.integer_or("lockout_minutes", 15, |n| {
+        values::whole_number(n, 1, 525_600)
+    });
+    sftp.finish(problems);
+    let per_account_over_total = matches!(
+        (max_connections, max_connections_per_account),
+        (Some(total), Some(per_account)) if per_account > total
+    );
+    if per_account_over_total {
+        problems.push(Problem {
+            key: "sftp.max_connections_per_account".to_owned(),
+            value: max_connections_per_account.map(|n| Value::Integer(n.into())),
+            reason: "is more than `sftp.max_connections`".to_owned(),
+        });
+        return None;
+    }
+    Some(SftpConfig {
+        listen: listen?,
+        max_connections: max_connections?,
+        max_connections_per_account: max_connections_per_account?,
+        idle_timeout_seconds: idle_timeout_seconds?,
+        failures_before_lockout: failures_before_lockout?,
+        lockout_minutes: lockout_minutes?,
+    })
 }
 
 /// Two services cannot listen on the same port of overlapping addresses; TCP and UDP are not

@@ -365,3 +365,38 @@ fn bad_recording_settings_name_their_key() {
         check_error(&format!("{MINIMAL}{text}"), expected);
     }
 }
+
+#[test]
+fn sftp_limits_and_retention_have_defaults_and_bounds() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(
+        config.storage.retention_days, 0,
+        "keep for ever unless told"
+    );
+    assert_eq!(config.sftp.max_connections, 64);
+    assert_eq!(config.sftp.max_connections_per_account, 8);
+    assert_eq!(config.sftp.idle_timeout_seconds, 600);
+    assert_eq!(config.sftp.failures_before_lockout, 5);
+    assert_eq!(config.sftp.lockout_minutes, 15);
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "[storage]\nretention_days = -1\n",
+            "tapline.toml: key `storage.retention_days` = -1: expected a whole number from 0 to \
+             36500",
+        ),
+        (
+            "[sftp]\nidle_timeout_seconds = 1\n",
+            "tapline.toml: key `sftp.idle_timeout_seconds` = 1: expected a whole number from 10 \
+             to 86400",
+        ),
+        (
+            "[sftp]\nmax_connections = 4\nmax_connections_per_account = 5\n",
+            "tapline.toml: key `sftp.max_connections_per_account` = 5: is more than \
+             `sftp.max_connections`",
+        ),
+    ];
+    for (text, expected) in cases {
+        check_error(&format!("{MINIMAL}{text}"), expected);
+    }
+}

@@ -51,6 +51,14 @@ pub(crate) fn percentage(n: i64) -> Result<u8, String> {
         .ok_or_else(|| "expected a percentage from 0 to 100".to_owned())
 }
 
+/// A whole number from `min` to `max`, both included.
+pub(crate) fn whole_number(n: i64, min: u32, max: u32) -> Result<u32, String> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("expected a whole number from {min} to {max}"))
+}
+
 /// A SIP header name (RFC 3261 token characters).
 pub(crate) fn header_name(s: &str) -> Result<String, String> {
     let token = !s.is_empty()

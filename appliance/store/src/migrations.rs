@@ -38,6 +38,21 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "raw_media",
         sql: include_str!("../migrations/0004_raw_media.sql"),
     },
+    Migration {
+        version: 5,
+        name: "audit_log",
+        sql: include_str!("../migrations/0005_audit_log.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "sftp_access",
+        sql: include_str!("../migrations/0006_sftp_access.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "retention",
+        sql: include_str!("../migrations/0007_retention.sql"),
+    },
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -1,0 +1,1 @@
+//! Daily index files, legal holds and retention.

@@ -1,0 +1,1 @@
+//! Read-only, jailed SFTP server.
