@@ -6,6 +6,11 @@
 //! first administrator's, the demo's, an administrator's reset) is one-time: the account must
 //! change it at its next sign-in.
 
+pub mod lockout;
+pub mod login;
+mod permission;
+pub mod throttle;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -13,6 +18,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use tapline_store::Store;
 use tapline_store::rusqlite::{self, OptionalExtension};
+
+pub use permission::Permission;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -34,7 +41,7 @@ pub enum AccountError {
 
 pub const MIN_PASSWORD_LEN: usize = 12;
 
-/// The built-in roles. (Custom roles come with the permission catalogue of the web UI.)
+/// The built-in roles, each a fixed set of [`Permission`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Administrator,
@@ -216,7 +223,7 @@ pub fn authenticate(store: &Store, name: &str, password: &str) -> Result<bool, A
 }
 
 /// A valid hash of a password nobody knows, with the same parameters as real ones.
-fn dummy_hash() -> &'static str {
+pub(crate) fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| hash_password("an unguessable placeholder for timing").unwrap_or_default())
 }

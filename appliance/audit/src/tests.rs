@@ -57,7 +57,7 @@ fn rows_chain_from_genesis_and_verify() {
     assert_eq!(result.broken, None);
     let head = result.head.unwrap();
     assert_eq!(head.id, 5);
-    assert_eq!(store.read(|conn| super::head(conn)).unwrap(), Some(head));
+    assert_eq!(store.read(super::head).unwrap(), Some(head));
 
     let first = store
         .read(|conn| {
@@ -137,7 +137,7 @@ fn a_rehashed_row_breaks_the_next_link() {
 fn removed_rows_are_found_in_the_middle_and_at_the_end() {
     let (_dir, store) = store();
     fill(&store, 6);
-    let recorded_head = store.read(|conn| super::head(conn)).unwrap().unwrap();
+    let recorded_head = store.read(super::head).unwrap().unwrap();
 
     tamper(&store, "DELETE FROM audit_log WHERE id = 6");
     assert_eq!(
