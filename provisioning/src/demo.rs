@@ -67,7 +67,12 @@ pub fn prepare(dir: &Path) -> Result<PathBuf, ProvisioningError> {
 /// Gives the demo administrator a fresh one-time password and returns it.
 pub fn reset_admin(store: &Store) -> Result<String, ProvisioningError> {
     let password = tapline_accounts::generate_password()?;
-    tapline_accounts::upsert(store, ADMIN, Role::Administrator, &password, true)?;
+    let actor = tapline_audit::Actor {
+        username: "demo",
+        user_ip: "",
+        request_uri: "tapline demo",
+    };
+    tapline_accounts::upsert(store, ADMIN, Role::Administrator, &password, true, &actor)?;
     Ok(password)
 }
 

@@ -16,6 +16,7 @@ use std::str::FromStr;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use tapline_audit::{Actor, events};
 use tapline_store::Store;
 use tapline_store::rusqlite::{self, OptionalExtension};
 
@@ -155,13 +156,15 @@ fn check_name(name: &str) -> Result<(), AccountError> {
     }
 }
 
-/// Creates the account, or replaces the role and password of an existing one with that name.
+/// Creates the account, or replaces the role and password of an existing one with that name,
+/// and records who did it in the audit log, in the same transaction.
 pub fn upsert(
     store: &Store,
     name: &str,
     role: Role,
     password: &str,
     must_change_password: bool,
+    actor: &Actor<'_>,
 ) -> Result<(), AccountError> {
     check_name(name)?;
     if password.chars().count() < MIN_PASSWORD_LEN {
@@ -169,6 +172,11 @@ pub fn upsert(
     }
     let hash = hash_password(password)?;
     store.write(|tx| {
+        let existed: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE name = ?1)",
+            [name],
+            |row| row.get(0),
+        )?;
         tx.execute(
             "INSERT INTO accounts (name, role, password_hash, must_change_password,
                                    created_at, updated_at)
@@ -180,6 +188,20 @@ pub fn upsert(
                  must_change_password = excluded.must_change_password,
                  updated_at = excluded.updated_at",
             (name, role.as_str(), &hash, must_change_password),
+        )?;
+        let sub_event = if existed {
+            events::UPDATED
+        } else {
+            events::CREATED
+        };
+        let params = serde_json::json!({
+            "role": role.as_str(),
+            "password_changed": true,
+            "must_change_password": must_change_password,
+        });
+        tapline_audit::append(
+            tx,
+            &actor.entry(events::ACCOUNT, sub_event, name, "", params),
         )?;
         Ok(())
     })
@@ -285,6 +307,7 @@ mod tests {
             Role::Administrator,
             "first password!",
             true,
+            &Actor::SYSTEM,
         )
         .unwrap();
         assert!(authenticate(&store, "admin", "first password!").unwrap());
@@ -292,7 +315,15 @@ mod tests {
             authenticate(&store, "ADMIN", "first password!").unwrap(),
             "names ignore case"
         );
-        upsert(&store, "admin", Role::Auditor, "second password", false).unwrap();
+        upsert(
+            &store,
+            "admin",
+            Role::Auditor,
+            "second password",
+            false,
+            &Actor::SYSTEM,
+        )
+        .unwrap();
         assert!(!authenticate(&store, "admin", "first password!").unwrap());
         assert!(authenticate(&store, "admin", "second password").unwrap());
         assert!(!authenticate(&store, "nobody", "second password").unwrap());
@@ -308,11 +339,74 @@ mod tests {
     }
 
     #[test]
+    fn account_changes_are_audited_with_them() {
+        let (_dir, store) = store();
+        let actor = Actor {
+            username: "root",
+            user_ip: "",
+            request_uri: "tapline account add",
+        };
+        upsert(
+            &store,
+            "audrey",
+            Role::Auditor,
+            "auditor password",
+            false,
+            &actor,
+        )
+        .unwrap();
+        upsert(
+            &store,
+            "audrey",
+            Role::Agent,
+            "another password",
+            false,
+            &actor,
+        )
+        .unwrap();
+        let _ = upsert(
+            &store,
+            "a b",
+            Role::Agent,
+            "long enough pass",
+            false,
+            &actor,
+        );
+        let rows: Vec<(String, String, String, String)> = store
+            .read(|conn| {
+                let mut statement = conn.prepare(
+                    "SELECT username, sub_event, event_object, params FROM audit_log ORDER BY id",
+                )?;
+                statement
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .unwrap();
+        assert_eq!(rows.len(), 2, "the refused change has no row: {rows:?}");
+        assert_eq!(rows[0].1, "Created");
+        assert_eq!(rows[1].1, "Updated");
+        assert_eq!(rows[1].2, "audrey");
+        assert!(rows[1].3.contains(r#""role":"Agent""#), "{}", rows[1].3);
+        assert!(
+            !rows[1].3.contains("another password"),
+            "no secret in the log"
+        );
+    }
+
+    #[test]
     fn bad_names_and_short_passwords_are_refused() {
         let (_dir, store) = store();
-        let err = upsert(&store, "a b", Role::Agent, "long enough pass", false).unwrap_err();
+        let err = upsert(
+            &store,
+            "a b",
+            Role::Agent,
+            "long enough pass",
+            false,
+            &Actor::SYSTEM,
+        )
+        .unwrap_err();
         assert!(matches!(err, AccountError::BadName(_)));
-        let err = upsert(&store, "ab", Role::Agent, "short", false).unwrap_err();
+        let err = upsert(&store, "ab", Role::Agent, "short", false, &Actor::SYSTEM).unwrap_err();
         assert_eq!(err.to_string(), "passwords must be at least 12 characters");
         assert_eq!(find(&store, "ab").unwrap(), None);
     }

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use tapline_audit::{Actor, events};
 use tapline_store::Store;
 use tapline_store::rusqlite::OptionalExtension;
 
@@ -48,8 +49,13 @@ impl fmt::Display for Principal {
     }
 }
 
-/// Sets the tenant login's password (the product's "SFTP Password").
-pub fn set_tenant_password(store: &Store, password: &str) -> Result<(), AccountError> {
+/// Sets the tenant login's password (the product's "SFTP Password"), audited.
+pub fn set_tenant_password(
+    store: &Store,
+    tenant_name: &str,
+    password: &str,
+    actor: &Actor<'_>,
+) -> Result<(), AccountError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(AccountError::PasswordTooShort);
     }
@@ -63,6 +69,14 @@ pub fn set_tenant_password(store: &Store, password: &str) -> Result<(), AccountE
                  updated_at = excluded.updated_at",
             [&hash],
         )?;
+        let entry = actor.entry(
+            events::ACCOUNT,
+            events::PASSWORD_SET,
+            tenant_name,
+            "SFTP password of the tenant login",
+            serde_json::json!({}),
+        );
+        tapline_audit::append(tx, &entry)?;
         Ok(())
     })
 }
@@ -163,7 +177,7 @@ mod tests {
             check_password(&store, TENANT, name, password, Permission::Sftp).unwrap()
         };
         assert_eq!(check(TENANT, "anything at all"), None);
-        set_tenant_password(&store, "tenant sftp password").unwrap();
+        set_tenant_password(&store, TENANT, "tenant sftp password", &Actor::SYSTEM).unwrap();
         assert!(tenant_password_set(&store).unwrap());
         let tenant = Principal::Tenant {
             name: TENANT.into(),
@@ -186,7 +200,7 @@ mod tests {
             "the tenant login is for SFTP only"
         );
         assert!(matches!(
-            set_tenant_password(&store, "short"),
+            set_tenant_password(&store, TENANT, "short", &Actor::SYSTEM),
             Err(AccountError::PasswordTooShort)
         ));
     }
@@ -194,13 +208,22 @@ mod tests {
     #[test]
     fn accounts_need_the_permission() {
         let (_dir, store) = store();
-        crate::upsert(&store, "audrey", Role::Auditor, "auditor password", false).unwrap();
+        crate::upsert(
+            &store,
+            "audrey",
+            Role::Auditor,
+            "auditor password",
+            false,
+            &Actor::SYSTEM,
+        )
+        .unwrap();
         crate::upsert(
             &store,
             "sam",
             Role::Supervisor,
             "supervisor password",
             false,
+            &Actor::SYSTEM,
         )
         .unwrap();
         let audrey = check_password(

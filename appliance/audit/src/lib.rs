@@ -43,6 +43,44 @@ pub struct Entry<'a> {
     pub params: serde_json::Value,
 }
 
+/// Who is acting, from where, through which request: the part of an [`Entry`] that stays the
+/// same for everything one user does in one request or session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub username: &'a str,
+    pub user_ip: &'a str,
+    pub request_uri: &'a str,
+}
+
+impl<'a> Actor<'a> {
+    /// Tapline itself (scheduled jobs such as retention).
+    pub const SYSTEM: Actor<'static> = Actor {
+        username: "system",
+        user_ip: "",
+        request_uri: "",
+    };
+
+    pub fn entry(
+        self,
+        event: &'a str,
+        sub_event: &'a str,
+        event_object: &'a str,
+        comments: &'a str,
+        params: serde_json::Value,
+    ) -> Entry<'a> {
+        Entry {
+            username: self.username,
+            user_ip: self.user_ip,
+            event,
+            sub_event,
+            event_object,
+            comments,
+            request_uri: self.request_uri,
+            params,
+        }
+    }
+}
+
 /// A stored row, as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
