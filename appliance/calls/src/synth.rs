@@ -136,6 +136,44 @@ impl Call {
         )
     }
 
+    /// The callee's 200 OK accepting the hold (`a=recvonly`).
+    pub fn hold_accepted(&self) -> Vec<u8> {
+        self.message(
+            "SIP/2.0 200 OK",
+            "2 INVITE",
+            true,
+            &[],
+            &self.sdp(self.callee, "recvonly"),
+        )
+    }
+
+    /// A re-INVITE from the caller taking the call off hold (`a=sendrecv`).
+    pub fn resume(&self) -> Vec<u8> {
+        let start = format!(
+            "INVITE sip:{}@{} SIP/2.0",
+            self.callee.user,
+            self.callee.sip.ip()
+        );
+        self.message(
+            &start,
+            "4 INVITE",
+            true,
+            &[],
+            &self.sdp(self.caller, "sendrecv"),
+        )
+    }
+
+    /// The callee's 200 OK to the resume.
+    pub fn resume_accepted(&self) -> Vec<u8> {
+        self.message(
+            "SIP/2.0 200 OK",
+            "4 INVITE",
+            true,
+            &[],
+            &self.sdp(self.callee, "sendrecv"),
+        )
+    }
+
     pub fn bye_from_caller(&self) -> Vec<u8> {
         let start = format!(
             "BYE sip:{}@{} SIP/2.0",

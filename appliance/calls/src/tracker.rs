@@ -103,6 +103,10 @@ pub struct CallSummary {
     pub replaces: Option<String>,
     /// Where this call was referred to (REFER), if it was transferred.
     pub referred_to: Option<String>,
+    /// Times the call was put on hold after it was answered.
+    pub holds: u32,
+    /// Time spent on hold, up to the end of the call.
+    pub on_hold: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -214,6 +218,40 @@ struct Call {
     timeline: Option<Timeline>,
     encrypted: bool,
     last_activity: Duration,
+    /// Whether each party's latest SDP holds the call (caller's, callee's).
+    holding: [bool; 2],
+    /// When the current hold began, while the call is on hold.
+    hold_started: Option<Duration>,
+}
+
+impl Call {
+    /// Follows hold and resume through each party's SDP: the call is on hold while either
+    /// party's latest description holds it. `None` (a `recvonly` answer accepting a hold)
+    /// leaves that party's state as it was, so accepting a hold does not end it.
+    fn note_hold(&mut self, sender: Side, holds: Option<bool>, now: Duration) {
+        let Some(holds) = holds else {
+            return;
+        };
+        let was_on_hold = self.holding.contains(&true);
+        self.holding[sender as usize] = holds;
+        let on_hold = self.holding.contains(&true);
+        // Only the answered part of a call is recorded, so only it counts.
+        if self.summary.answered_at.is_none() {
+            return;
+        }
+        match (was_on_hold, on_hold) {
+            (false, true) => {
+                self.summary.holds += 1;
+                self.hold_started = Some(now);
+            }
+            (true, false) => {
+                if let Some(started) = self.hold_started.take() {
+                    self.summary.on_hold += now.saturating_sub(started);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Tracker {
@@ -412,7 +450,7 @@ impl Tracker {
 
         if message.is_sdp() && !message.body.is_empty() {
             if let Ok(description) = sdp::parse(message.body) {
-                self.apply_sdp(&call_id, sender, &description);
+                self.apply_sdp(&call_id, sender, &description, now);
             } else {
                 self.stats.malformed("sdp");
             }
@@ -530,6 +568,8 @@ impl Tracker {
             invite_headers,
             replaces: invite.replaces().map(|r| r.call_id.to_string()),
             referred_to: None,
+            holds: 0,
+            on_hold: Duration::ZERO,
         };
         self.calls.insert(
             call_id.to_owned(),
@@ -542,6 +582,8 @@ impl Tracker {
                 timeline: None,
                 encrypted: false,
                 last_activity: now,
+                holding: [false; 2],
+                hold_started: None,
             },
         );
     }
@@ -552,6 +594,7 @@ impl Tracker {
         call_id: &str,
         sender: Side,
         description: &sdp::SessionDescription<'_>,
+        now: Duration,
     ) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
@@ -563,6 +606,7 @@ impl Tracker {
         else {
             return;
         };
+        call.note_hold(sender, audio.hold_state(description), now);
         if audio.is_srtp() {
             call.encrypted = true;
         }
@@ -763,6 +807,9 @@ impl Tracker {
         };
         call.summary.ended_at = Some(at);
         call.summary.end_reason = Some(reason);
+        if let Some(started) = call.hold_started.take() {
+            call.summary.on_hold += at.saturating_sub(started);
+        }
         for (d, stream) in call.streams.iter().enumerate() {
             let mut stats = stream.stats;
             stats.lost = stream.lost();

@@ -566,3 +566,35 @@ fn an_opus_call_is_recorded_at_48_khz() {
     assert!(tone_share(&left[24_000..90_000], 48_000.0, 440.0) > 0.9);
     assert!(right.iter().all(|&s| s == 0), "the callee sent nothing");
 }
+
+#[test]
+fn hold_and_resume_are_counted_and_timed() {
+    let call = Call::new("call-hold@198.51.100.20", phone(), pbx());
+    let (mut capture, bye) = Capture::call(&call, 400);
+    // On hold from 3 s to 5.5 s: the caller's sendonly offer, the callee's recvonly answer
+    // (which must not end the hold), then a sendrecv re-INVITE and its answer.
+    capture.sip(ms(3000), call.caller, call.callee, call.hold());
+    capture.sip(ms(3020), call.callee, call.caller, call.hold_accepted());
+    capture.sip(ms(5500), call.caller, call.callee, call.resume());
+    capture.sip(ms(5520), call.callee, call.caller, call.resume_accepted());
+    let mut tracker = Tracker::new();
+    let events = capture.run(&mut tracker);
+    let Some(Event::Ended(ended)) = events.last() else {
+        panic!("last event: {:?}", events.last())
+    };
+    assert_eq!(ended.holds, 1);
+    assert_eq!(ended.on_hold, Duration::from_millis(2500));
+    assert_eq!(ended.ended_at, Some(bye));
+
+    // A hold still on at the hang-up counts up to the hang-up.
+    let call = Call::new("call-held-up@198.51.100.20", phone(), pbx());
+    let (mut capture, bye) = Capture::call(&call, 200);
+    capture.sip(ms(2000), call.caller, call.callee, call.hold());
+    capture.sip(ms(2010), call.callee, call.caller, call.hold_accepted());
+    let events = capture.run(&mut Tracker::new());
+    let Some(Event::Ended(ended)) = events.last() else {
+        panic!("last event: {:?}", events.last())
+    };
+    assert_eq!(ended.holds, 1);
+    assert_eq!(ended.on_hold, bye - ms(2000));
+}

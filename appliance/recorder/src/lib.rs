@@ -831,7 +831,8 @@ impl Recorder {
             tx.execute(
                 "UPDATE recordings SET codec = ?2,
                      caller_packets = ?3, caller_lost = ?4, caller_jitter_ms = ?5,
-                     callee_packets = ?6, callee_lost = ?7, callee_jitter_ms = ?8
+                     callee_packets = ?6, callee_lost = ?7, callee_jitter_ms = ?8,
+                     hold_count = ?9, hold_ms = ?10
                  WHERE id = ?1",
                 rusqlite::params![
                     row,
@@ -842,6 +843,8 @@ impl Recorder {
                     callee.packets as i64,
                     callee.lost as i64,
                     callee.jitter_ms,
+                    summary.holds,
+                    summary.on_hold.as_millis() as i64,
                 ],
             )
         });
@@ -902,7 +905,8 @@ impl Recorder {
                          codec = ?6, size_bytes = ?7, sha256 = ?8,
                          caller_packets = ?9, caller_lost = ?10, caller_jitter_ms = ?11,
                          callee_packets = ?12, callee_lost = ?13, callee_jitter_ms = ?14,
-                         raw_media_file = ?15, raw_media_packets = ?16
+                         raw_media_file = ?15, raw_media_packets = ?16,
+                         hold_count = ?17, hold_ms = ?18
                      WHERE id = ?1",
                     rusqlite::params![
                         f.row,
@@ -921,6 +925,8 @@ impl Recorder {
                         callee.jitter_ms,
                         raw_file,
                         raw_packets,
+                        summary.holds,
+                        summary.on_hold.as_millis() as i64,
                     ],
                 )?;
             }

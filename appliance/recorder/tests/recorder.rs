@@ -237,6 +237,26 @@ fn invite_headers_fill_the_metadata_the_config_names() {
 }
 
 #[test]
+fn hold_time_is_in_the_row() {
+    let mut rig = Rig::new("");
+    let c = call(1);
+    rig.answer(&c, T0);
+    for i in 0..10u16 {
+        rig.media(&c, T0, i);
+    }
+    let at = |ms: u64| T0 + Duration::from_millis(ms);
+    rig.frame(at(300), sip(c.caller, c.callee, c.hold()));
+    rig.frame(at(310), sip(c.callee, c.caller, c.hold_accepted()));
+    rig.frame(at(1050), sip(c.caller, c.callee, c.resume()));
+    rig.frame(at(1060), sip(c.callee, c.caller, c.resume_accepted()));
+    rig.bye(&c, at(1500));
+    rig.feed(Input::Timeout(at(2600)));
+    assert_eq!(rig.column::<i64>(&c, "hold_count"), 1);
+    assert_eq!(rig.column::<i64>(&c, "hold_ms"), 750);
+    assert_eq!(rig.column::<i64>(&c, "duration_ms"), 1500);
+}
+
+#[test]
 fn a_percentage_of_zero_records_nothing_but_says_why() {
     let mut rig = Rig::new("[recording]\npercentage = 0\n");
     rig.call(&call(1), T0);

@@ -193,6 +193,19 @@ impl<'a> Media<'a> {
             .is_some_and(|address| address.is_unspecified())
     }
 
+    /// What this description says about hold: `Some(true)` when it holds the stream
+    /// ([`Self::is_on_hold`]), `Some(false)` when it sends and receives, and `None` for
+    /// `recvonly`, which answers a hold rather than starting or ending one.
+    pub fn hold_state(&self, session: &SessionDescription<'_>) -> Option<bool> {
+        if self.is_on_hold(session) {
+            Some(true)
+        } else if self.effective_direction(session) == Direction::RecvOnly {
+            None
+        } else {
+            Some(false)
+        }
+    }
+
     /// The encoding name and RTP clock rate of a payload type: from this stream's `rtpmap`,
     /// else from the static assignments of RFC 3551. Dynamic types (96-127) without an
     /// `rtpmap` are unknown.

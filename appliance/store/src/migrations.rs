@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/0007_retention.sql"),
     },
+    Migration {
+        version: 8,
+        name: "holds",
+        sql: include_str!("../migrations/0008_holds.sql"),
+    },
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
