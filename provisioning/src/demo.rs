@@ -64,15 +64,31 @@ pub fn prepare(dir: &Path) -> Result<PathBuf, ProvisioningError> {
     Ok(config)
 }
 
+/// Who sets the demo's passwords, for the audit log.
+const DEMO_ACTOR: tapline_audit::Actor<'static> = tapline_audit::Actor {
+    username: "demo",
+    user_ip: "",
+    request_uri: "tapline demo",
+};
+
 /// Gives the demo administrator a fresh one-time password and returns it.
 pub fn reset_admin(store: &Store) -> Result<String, ProvisioningError> {
     let password = tapline_accounts::generate_password()?;
-    let actor = tapline_audit::Actor {
-        username: "demo",
-        user_ip: "",
-        request_uri: "tapline demo",
-    };
-    tapline_accounts::upsert(store, ADMIN, Role::Administrator, &password, true, &actor)?;
+    tapline_accounts::upsert(
+        store,
+        ADMIN,
+        Role::Administrator,
+        &password,
+        true,
+        &DEMO_ACTOR,
+    )?;
+    Ok(password)
+}
+
+/// Gives the tenant login a fresh SFTP password and returns it.
+pub fn reset_tenant_sftp(store: &Store, tenant_name: &str) -> Result<String, ProvisioningError> {
+    let password = tapline_accounts::generate_password()?;
+    tapline_accounts::login::set_tenant_password(store, tenant_name, &password, &DEMO_ACTOR)?;
     Ok(password)
 }
 

@@ -52,7 +52,7 @@ fn check_config_prints_the_configuration_in_force() {
         let expected = format!(
             "# {config}: OK. The configuration in force, defaults included:\n\n\
              [tenant]\nname = \"AcmeJets\"\ntimezone = \"America/Los_Angeles\"\n\n\
-             [storage]\ndata_dir = \"{}\"\n\n\
+             [storage]\ndata_dir = \"{}\"\nretention_days = 0\n\n\
              [capture]\ninterfaces = []\n\n\
              [recording]\nformat = \"pcm16\"\npercentage = 100\n\n\
              [recording.headers]\nagent_name = \"X-Agent-Name\"\ncall_type = \"X-Call-Type\"\n\
@@ -62,7 +62,9 @@ fn check_config_prints_the_configuration_in_force() {
              external_variable_2 = \"X-External-Variable-2\"\n\
              outdial_code = \"X-Outdial-Code\"\nwrap_up_code = \"X-Wrap-Up-Code\"\n\n\
              [web]\nlisten = \"127.0.0.1:0\"\n\n\
-             [sftp]\nlisten = \"127.0.0.1:0\"\n\n\
+             [sftp]\nlisten = \"127.0.0.1:0\"\nmax_connections = 64\n\
+             max_connections_per_account = 8\nidle_timeout_seconds = 600\n\
+             failures_before_lockout = 5\nlockout_minutes = 15\n\n\
              [turn]\nlisten = \"127.0.0.1:0\"\nrelay_ports = \"49152-65535\"\n",
             appliance.data_dir().display()
         );
@@ -90,7 +92,9 @@ fn bad_values_are_refused_naming_key_value_and_reason() {
         ),
         (
             "[tenant]\nname = \"AcmeJets\"\n[sftp]\nport = 22\n",
-            "key `sftp.port` = 22: unknown key (known keys here: `listen`)",
+            "key `sftp.port` = 22: unknown key (known keys here: `listen`, `max_connections`, \
+             `max_connections_per_account`, `idle_timeout_seconds`, `failures_before_lockout`, \
+             `lockout_minutes`)",
         ),
         (
             "[storage]\ndata_dir = \"/srv\"\n",

@@ -58,7 +58,12 @@ fn a_full_lifecycle_under_a_notify_socket() {
 
     // READY=1 comes once every listener is bound, with a status line saying what runs.
     let ready = notify.wait_for(STARTUP, |m| m.lines().any(|l| l == "READY=1"));
-    assert!(ready.lines().any(|l| l == "STATUS=serving: web"), "{ready}");
+    assert!(
+        ready
+            .lines()
+            .any(|l| l == "STATUS=serving: web, sftp, index, audit-head"),
+        "{ready}"
+    );
     assert_eq!(
         notify.messages.first().map(String::as_str),
         Some("STATUS=starting")
@@ -79,7 +84,13 @@ fn a_full_lifecycle_under_a_notify_socket() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         body,
-        r#"{"status":"ok","database":"ok","services":[{"name":"web","state":"running","ready":true,"restarts":0}]}"#
+        concat!(
+            r#"{"status":"ok","database":"ok","services":["#,
+            r#"{"name":"web","state":"running","ready":true,"restarts":0},"#,
+            r#"{"name":"sftp","state":"running","ready":true,"restarts":0},"#,
+            r#"{"name":"index","state":"running","ready":true,"restarts":0},"#,
+            r#"{"name":"audit-head","state":"running","ready":true,"restarts":0}]}"#
+        )
     );
     let (code, metrics) = https_get(&format!("{url}metrics"), &appliance.cert());
     assert_eq!(code, 200);
@@ -172,7 +183,7 @@ fn a_failing_service_restarts_with_backoff_while_the_web_keeps_serving() {
     // One broken service does not hold the rest hostage: READY=1 still comes.
     let ready = notify.wait_for(STARTUP, |m| m.lines().any(|l| l == "READY=1"));
     assert!(
-        ready.contains("STATUS=serving: web; restarting: capture"),
+        ready.contains("STATUS=serving: web, sftp, index, audit-head; restarting: capture"),
         "{ready}"
     );
     let url = daemon.web_url();
@@ -212,7 +223,7 @@ fn a_failing_service_restarts_with_backoff_while_the_web_keeps_serving() {
         (code == 200 && body.contains(r#""name":"capture","state":"running""#)).then_some(())
     });
     notify.wait_for(Duration::from_secs(5), |m| {
-        m == "STATUS=serving: capture, web"
+        m == "STATUS=serving: capture, web, sftp, index, audit-head"
     });
     let log = daemon.stderr();
     assert!(
@@ -309,6 +320,10 @@ fn the_demo_runs_on_embedded_defaults_and_prints_what_it_serves() {
         20,
         "a 20-character one-time password: {account:?}"
     );
+    let sftp = daemon.wait_for_stdout("  SFTP          ", STARTUP);
+    assert!(sftp.starts_with("sftp://127.0.0.1:"), "{sftp}");
+    let sftp_login = daemon.wait_for_stdout("  SFTP login    Demo / ", STARTUP);
+    assert_eq!(sftp_login.len(), 20, "{sftp_login:?}");
     let source = daemon.wait_for_stdout("  SPAN source   ", STARTUP);
     assert!(
         source.ends_with("calls.pcap replayed in a loop"),
@@ -333,5 +348,14 @@ fn the_demo_runs_on_embedded_defaults_and_prints_what_it_serves() {
         })
         .unwrap();
     assert!(must_change, "the printed password is one-time");
+    let head = tapline_tests::eventually(STARTUP, "the audit chain head in the log", || {
+        daemon
+            .stderr()
+            .lines()
+            .find(|l| l.contains("audit log chain head"))
+            .map(str::to_owned)
+    });
+    // Two rows so far: the demo set the administrator's and the tenant login's passwords.
+    assert!(head.contains("audit_head=2:"), "{head}");
     daemon.stop(Signal::INT);
 }

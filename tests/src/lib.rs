@@ -419,3 +419,69 @@ pub fn sha256sum(path: &Path) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// The tenant's name in [`Appliance::new`]'s config: also the tenant's SFTP login.
+pub const TENANT: &str = "AcmeJets";
+
+/// SFTP logins, made straight in an appliance's database through `tapline-accounts` before its
+/// daemon starts (as the `tapline account` commands would make them).
+impl Appliance {
+    /// The appliance's database, created and migrated if it is not yet.
+    pub fn store(&self) -> tapline_store::Store {
+        tapline_provisioning::prepare_data_dir(&self.data_dir()).unwrap();
+        tapline_store::Store::open_in(&self.data_dir()).unwrap()
+    }
+
+    /// Sets the tenant login's SFTP password.
+    pub fn set_tenant_sftp_password(&self, password: &str) {
+        tapline_accounts::login::set_tenant_password(
+            &self.store(),
+            TENANT,
+            password,
+            &tapline_audit::Actor::SYSTEM,
+        )
+        .unwrap();
+    }
+
+    /// Creates a local account with `role` (any case) and `password`.
+    pub fn add_account(&self, name: &str, role: &str, password: &str) {
+        tapline_accounts::upsert(
+            &self.store(),
+            name,
+            role.parse().unwrap(),
+            password,
+            false,
+            &tapline_audit::Actor::SYSTEM,
+        )
+        .unwrap();
+    }
+
+    /// Lets account `name` log in with the public key on `openssh_line`.
+    pub fn add_account_key(&self, name: &str, openssh_line: &str) {
+        tapline_accounts::keys::add_key(
+            &self.store(),
+            name,
+            openssh_line,
+            &tapline_audit::Actor::SYSTEM,
+        )
+        .unwrap();
+    }
+}
+
+impl Daemon {
+    /// The SFTP listener's address, from its `listening: sftp sftp://…` line.
+    pub fn sftp_addr(&mut self) -> std::net::SocketAddr {
+        let url = self.wait_for_stdout("listening: sftp ", Duration::from_secs(30));
+        url.trim_start_matches("sftp://").parse().unwrap()
+    }
+
+    /// The daemon's resident memory now, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}

@@ -42,8 +42,8 @@ pub(crate) const TEST: &[&str] = &[
     "libreoffice-calc-nogui",
 ];
 
-/// The anchors the benchmarks compare against (tshark; OpenSSH's `sftp-server` with its
-/// `sftp` client), GNU time for peak memory, taskset to pin them,
+/// The anchors the benchmarks compare against (tshark; OpenSSH's `sftp-server` behind its
+/// own `sshd`, with its `sftp` client), GNU time for peak memory, taskset to pin them,
 /// and iproute2 for the network namespaces and veth pair the live capture runs across.
 pub(crate) const BENCH: &[&str] = &[
     "tshark",
@@ -52,6 +52,7 @@ pub(crate) const BENCH: &[&str] = &[
     "iproute2",
     "openssh-client",
     "openssh-sftp-server",
+    "openssh-server",
 ];
 
 pub(crate) fn ensure(packages: &[&str]) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 //! first administrator's, the demo's, an administrator's reset) is one-time: the account must
 //! change it at its next sign-in.
 
+pub mod keys;
 pub mod lockout;
 pub mod login;
 mod permission;

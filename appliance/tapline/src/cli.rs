@@ -60,6 +60,27 @@ pub(crate) enum Command {
     /// packets. A truncated or unreadable file exits non-zero after keeping every call it
     /// could complete.
     Record(RecordArgs),
+
+    /// Manage local accounts, the tenant login's SFTP password and lockouts.
+    #[command(subcommand)]
+    Account(crate::account::AccountCommand),
+
+    /// Check the activity audit log's hash chain.
+    #[command(subcommand)]
+    Audit(crate::audit_cmd::AuditCommand),
+
+    /// Write (or rewrite) the daily index files of one local tenant day.
+    ///
+    /// Writes `Index/Iyyyymmdd.csv` and its detailed companion, and their copies in the
+    /// day's `S` directory, atomically; running it again gives the same files.
+    Index(IndexArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IndexArgs {
+    /// The local tenant day, YYYY-MM-DD.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub(crate) date: jiff::civil::Date,
 }
 
 #[derive(Debug, Args)]

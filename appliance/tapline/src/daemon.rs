@@ -94,6 +94,18 @@ async fn serve(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyh
     };
     supervisor.add("web", move |ctx| tapline_web::run(ctx, web.clone()));
 
+    let sftp =
+        tapline_sftp::SftpServer::new(&config.sftp, &config.tenant.name, &data_dir, store.clone());
+    supervisor.add("sftp", move |ctx| tapline_sftp::run(ctx, sftp.clone()));
+    let index_job = tapline_index::IndexJob::new(store.clone(), &config);
+    supervisor.add("index", move |ctx| {
+        tapline_index::run(ctx, index_job.clone())
+    });
+    let audit_store = store.clone();
+    supervisor.add("audit-head", move |ctx| {
+        crate::audit_cmd::log_chain_head(ctx, audit_store.clone())
+    });
+
     let handle = supervisor.handle();
     let shutdown = CancellationToken::new();
     let services = tokio::spawn(supervisor.run(shutdown.clone()));

@@ -17,18 +17,26 @@ pub(crate) fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let data_dir = config.storage.data_dir.clone();
     tapline_provisioning::prepare_data_dir(&data_dir)?;
-    let password = {
+    let (password, sftp_password) = {
         let store = Store::open_in(&data_dir)?;
-        demo::reset_admin(&store)?
+        (
+            demo::reset_admin(&store)?,
+            demo::reset_tenant_sftp(&store, &config.tenant.name)?,
+        )
     };
+    let tenant = config.tenant.name.clone();
     let replay = config.capture.replay.clone();
     crate::daemon::run(config, move |handle| {
-        let web = handle
-            .statuses()
-            .into_iter()
-            .find(|s| s.name == "web")
-            .and_then(|s| s.endpoints.first().cloned())
-            .unwrap_or_default();
+        let endpoint = |service: &str| {
+            handle
+                .statuses()
+                .into_iter()
+                .find(|s| s.name == service)
+                .and_then(|s| s.endpoints.first().cloned())
+                .unwrap_or_default()
+        };
+        let web = endpoint("web");
+        let sftp = endpoint("sftp");
         println!();
         println!("Tapline demo is running. Press Ctrl-C to stop.");
         println!("  Web (HTTPS)   {web}");
@@ -40,6 +48,8 @@ pub(crate) fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
         );
         println!("  Account       {} / {password}", demo::ADMIN);
         println!("                (one-time password: it must be changed at first sign-in)");
+        println!("  SFTP          {sftp}");
+        println!("  SFTP login    {tenant} / {sftp_password}");
         if let Some(replay) = &replay {
             println!("  SPAN source   {} replayed in a loop", replay.display());
         }

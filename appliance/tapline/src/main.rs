@@ -1,8 +1,11 @@
 //! `tapline`: the appliance daemon (`tapline run`) and the tools around it.
 
+mod account;
+mod audit_cmd;
 mod cli;
 mod daemon;
 mod demo;
+mod index_cmd;
 mod logging;
 mod recording;
 
@@ -26,6 +29,12 @@ fn main() -> ExitCode {
         Command::Record(args) => {
             logging::init().and_then(|()| recording::record_file(&cli.config, &args.pcap))
         }
+        Command::Account(command) => account::run(&cli.config, command),
+        Command::Audit(command) => audit_cmd::run(&cli.config, command),
+        Command::Index(args) => logging::init().and_then(|()| {
+            let config = tapline_config::Config::load(&cli.config)?;
+            index_cmd::run(&config, args.date)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

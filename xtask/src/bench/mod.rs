@@ -4,9 +4,14 @@
 //! - [`reconstruction`]: calls rebuilt from a capture file, beside tshark.
 //! - [`live`]: frames captured from an interface into the `AF_PACKET` ring, against the goal
 //!   of [`live::TARGET_RATE`] packets a second with no kernel drops.
+//! - [`sftp`]: downloads from the SFTP server, beside OpenSSH's `sftp-server`.
+//! - [`index`]: a day's index files for [`index::CALLS`] calls, against the goal of
+//!   [`index::GOAL_SECONDS`].
 
+mod index;
 mod live;
 mod reconstruction;
+mod sftp;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -26,6 +31,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         );
     }
     crate::deps::ensure(crate::deps::BUILD)?;
+    sftp::keep_system_sshd_off()?;
     crate::deps::ensure(crate::deps::BENCH)?;
     // The live benchmark's sender and capture loop run in this process and are what it times,
     // so they must be optimised, as the appliance is: a debug build of this program hands the
@@ -47,10 +53,14 @@ pub(crate) fn run() -> anyhow::Result<()> {
     // minutes of reconstruction rather than after.
     let live = live::measure()?;
     let reconstruction = reconstruction::measure()?;
+    let sftp = sftp::measure()?;
+    let index = index::measure()?;
 
     let mut report = header()?;
     reconstruction.write_section(&mut report)?;
     live.write_section(&mut report)?;
+    sftp.write_section(&mut report)?;
+    index.write_section(&mut report)?;
     print!("{report}");
     std::fs::create_dir_all("docs")?;
     std::fs::write("docs/benchmarks.md", report)?;
