@@ -4,9 +4,9 @@
 // A test's helpers fail the test on anything unexpected, like its body does.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use tapline_tests::{Appliance, peer, recording_rows, sha256sum, tapline};
+use tapline_tests::{Appliance, TENANT, peer, recording_rows, sha256sum, tapline};
 
 const BRIEF_HEADER: &str = "CALL TYPE,START TIME,STOP TIME,AGENT NAME,CUSTOMER NUMBER,PHONE CHANNEL,\
 CALLED NUMBER,CASEID,DURATION,FILENAME,DIRECTORY,ACCOUNT,START TIME UTC,STOP TIME UTC,QUEUE,\
@@ -45,6 +45,42 @@ fn python_csv(path: &Path) -> Vec<Vec<String>> {
         .split('\x1e')
         .map(|row| row.split('\x1f').map(str::to_owned).collect())
         .collect()
+}
+
+/// Starts the daemon, downloads `remote` paths over SFTP with lftp as the tenant login, stops
+/// the daemon, and returns where the files landed.
+fn sftp_download(appliance: &Appliance, remote: &[&str]) -> Vec<PathBuf> {
+    const PASSWORD: &str = "tenant sftp password";
+    appliance.set_tenant_sftp_password(PASSWORD);
+    let mut daemon = appliance.start(None, None);
+    let addr = daemon.sftp_addr();
+    let downloads = appliance.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let targets: Vec<PathBuf> = (0..remote.len())
+        .map(|n| downloads.join(format!("file{n}")))
+        .collect();
+    let gets: String = remote
+        .iter()
+        .zip(&targets)
+        .map(|(from, to)| format!("get {from} -o {}; ", to.display()))
+        .collect();
+    // The host key is checked in the SFTP tests; here any key will do.
+    let script = format!(
+        "set sftp:connect-program \"ssh -a -x -F /dev/null -o StrictHostKeyChecking=no \
+         -o UserKnownHostsFile=/dev/null -o PubkeyAuthentication=no\"; set cmd:fail-exit yes; \
+         set net:max-retries 1; set net:timeout 20; \
+         open -u \"{TENANT},{PASSWORD}\" -p {port} sftp://127.0.0.1; {gets}bye",
+        port = addr.port(),
+    );
+    let out = peer("lftp", "lftp").args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "lftp failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    daemon.stop(rustix::process::Signal::TERM);
+    targets
 }
 
 #[test]
@@ -130,6 +166,33 @@ fn a_recorded_day_is_indexed_with_checksums_that_match() {
         assert_eq!(row[sha], sha256sum(&wav), "{row:?}");
         assert_eq!(row[status], "ok");
     }
+
+    // What an administrator downloads over SFTP matches the detailed index.
+    let first = &detailed_rows[1];
+    let remote_recording = format!("/{}/{}", first[directory], first[file]);
+    let remote_index = format!("/Index/I{compact}_detailed.csv");
+    let downloaded = sftp_download(&appliance, &[&remote_recording, &remote_index]);
+    assert_eq!(sha256sum(&downloaded[0]), first[sha]);
+    assert_eq!(
+        std::fs::read(&downloaded[1]).unwrap(),
+        std::fs::read(&detailed).unwrap()
+    );
+
+    // The host key the server made is the one `tapline account list` tells administrators to
+    // compare with their client's.
+    let list = tapline(&["account", "list", "--config", config]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    let shown = list
+        .lines()
+        .find_map(|l| l.strip_prefix("SSH host key: "))
+        .unwrap();
+    let keygen = peer("ssh-keygen", "openssh-client")
+        .arg("-lf")
+        .arg(appliance.data_dir().join("ssh/host_ed25519_key"))
+        .output()
+        .unwrap();
+    let keygen = String::from_utf8_lossy(&keygen.stdout);
+    assert_eq!(Some(shown), keygen.split(' ').nth(1), "{list}\n{keygen}");
 
     // Again: the same bytes, and nothing rewritten.
     let before = std::fs::read(&detailed).unwrap();

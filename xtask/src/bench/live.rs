@@ -676,7 +676,7 @@ impl Live {
         )?;
         writeln!(
             out,
-            "Reproduce: `cargo xtask bench` as root (it makes the network namespaces)."
+            "Reproduce: `cargo xtask bench` as root (it makes the network namespaces).\n"
         )?;
         Ok(())
     }

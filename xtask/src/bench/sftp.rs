@@ -681,7 +681,11 @@ impl Sftp {
                 seconds(&run.wall)
             )?;
         }
-        writeln!(out)?;
+        writeln!(
+            out,
+            "\nReproduce: `cargo xtask bench` as root (it pins processes and, when `openssh-server` \
+             is not installed yet, installs it with the system `sshd` masked).\n"
+        )?;
         Ok(())
     }
 }
