@@ -100,6 +100,23 @@ impl Call {
         self.message("SIP/2.0 180 Ringing", "1 INVITE", true, &[], "")
     }
 
+    /// 183 Session Progress with the callee's SDP: early media (ringback, announcements) is
+    /// about to flow.
+    pub fn session_progress(&self) -> Vec<u8> {
+        self.message(
+            "SIP/2.0 183 Session Progress",
+            "1 INVITE",
+            true,
+            &[],
+            &self.sdp(self.callee, "sendrecv"),
+        )
+    }
+
+    /// A 200 OK without a body, as after a 183 that already carried the answer.
+    pub fn ok_without_sdp(&self) -> Vec<u8> {
+        self.message("SIP/2.0 200 OK", "1 INVITE", true, &[], "")
+    }
+
     /// The 200 OK, with the callee's SDP answer.
     pub fn ok(&self) -> Vec<u8> {
         self.message(

@@ -75,7 +75,22 @@ pub enum Event {
         summary: CallSummary,
         reason: &'static str,
     },
+    /// A connection carrying SIP over TLS (to port [`SIPS_PORT`]) was first seen: the calls
+    /// signalled on it cannot be followed passively, so none of them can be recorded. Given
+    /// once per connection, so that they are listed rather than silently missing.
+    EncryptedSignalling {
+        client: SocketAddr,
+        server: SocketAddr,
+        at: Duration,
+    },
 }
+
+/// The port of SIP over TLS (RFC 3261, `sips:`).
+pub const SIPS_PORT: u16 = 5061;
+
+/// TLS connections remembered at once; beyond this, the stalest is forgotten (and would be
+/// listed again if it went on).
+const MAX_TLS_CONNECTIONS: usize = 4096;
 
 /// Everything known about a call, as of the event that carries it.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +166,8 @@ pub struct Stats {
     /// RTP of a call that is not answered yet (early media).
     pub early_media_packets: u64,
     pub tcp_segments: u64,
+    /// TCP segments of SIP over TLS, which cannot be read passively.
+    pub tls_segments: u64,
     /// Frames or messages that could not be taken apart, by reason.
     pub malformed: HashMap<&'static str, u64>,
     pub calls_answered: u64,
@@ -174,6 +191,9 @@ pub struct Tracker {
     tcp: StreamReassembler,
     /// Bytes of SIP over TCP not yet framed into messages, per stream direction.
     sip_streams: HashMap<StreamKey, Vec<u8>>,
+    /// SIP-over-TLS connections already listed, (client, server), with when each was last
+    /// seen.
+    tls_connections: HashMap<(SocketAddr, SocketAddr), Duration>,
     events: VecDeque<Event>,
     next_id: u64,
     last_tick: Duration,
@@ -291,7 +311,13 @@ impl Tracker {
                     src: SocketAddr::new(packet.src, segment.src_port),
                     dst: SocketAddr::new(packet.dst, segment.dst_port),
                 };
-                self.tcp_segment(now, key, &segment);
+                if is_tls_record(segment.payload)
+                    && (segment.dst_port == SIPS_PORT || segment.src_port == SIPS_PORT)
+                {
+                    self.tls_segment(now, key);
+                } else {
+                    self.tcp_segment(now, key, &segment);
+                }
                 Ok(())
             }
             other => Err(PacketError::NotUdpOrTcp(other)),
@@ -322,6 +348,8 @@ impl Tracker {
         self.tcp.expire(now);
         let tcp = &self.tcp;
         self.sip_streams.retain(|key, _| tcp.contains(key));
+        self.tls_connections
+            .retain(|_, seen| now.saturating_sub(*seen) < IDLE_TIMEOUT);
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for id in ids {
             let Some(call) = self.calls.get(&id) else {
@@ -372,6 +400,35 @@ impl Tracker {
     /// Calls being tracked (answered or not).
     pub fn open_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// A segment of SIP over TLS: its connection is listed once, and its bytes are not kept.
+    fn tls_segment(&mut self, now: Duration, key: StreamKey) {
+        let (client, server) = if key.dst.port() == SIPS_PORT {
+            (key.src, key.dst)
+        } else {
+            (key.dst, key.src)
+        };
+        self.stats.tls_segments += 1;
+        if let Some(seen) = self.tls_connections.get_mut(&(client, server)) {
+            *seen = now;
+            return;
+        }
+        if self.tls_connections.len() >= MAX_TLS_CONNECTIONS
+            && let Some(stalest) = self
+                .tls_connections
+                .iter()
+                .min_by_key(|(_, seen)| **seen)
+                .map(|(connection, _)| *connection)
+        {
+            self.tls_connections.remove(&stalest);
+        }
+        self.tls_connections.insert((client, server), now);
+        self.events.push_back(Event::EncryptedSignalling {
+            client,
+            server,
+            at: now,
+        });
     }
 
     /// One TCP segment: its bytes join the stream, and every whole SIP message in the stream
@@ -829,6 +886,12 @@ impl Tracker {
             }
         }
     }
+}
+
+/// Whether a TCP payload starts with a TLS record header: a content type from
+/// change_cipher_spec (20) to application_data (23) and a 3.x protocol version.
+fn is_tls_record(payload: &[u8]) -> bool {
+    matches!(payload, [20..=23, 3, 0..=4, ..]) && payload.len() >= 5
 }
 
 /// A SIP message starts with a method token and a space, or with "SIP/2.0 "; RTP starts with

@@ -3,7 +3,7 @@
 // A test's helpers fail the test on anything unexpected, like its body does.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use tapline_calls::synth::{self, Call, Endpoint};
@@ -597,4 +597,96 @@ fn hold_and_resume_are_counted_and_timed() {
     };
     assert_eq!(ended.holds, 1);
     assert_eq!(ended.on_hold, bye - ms(2000));
+}
+
+#[test]
+fn early_media_sets_up_the_streams_and_the_recording_starts_at_the_answer() {
+    // The callee's SDP comes only in the 183; the 200 OK has none. Ringback flows from the
+    // callee before the answer and is not part of the recording, which, like the index's
+    // START TIME, begins when the call is answered.
+    let call = Call::new("call-early@198.51.100.20", phone(), pbx());
+    let mut c = Capture::default();
+    c.sip(ms(0), call.caller, call.callee, call.invite());
+    c.sip(ms(10), call.callee, call.caller, call.session_progress());
+    c.tone(ms(20), call.callee, call.caller, 425.0, 0xCCCC, 45);
+    c.sip(ms(1000), call.callee, call.caller, call.ok_without_sdp());
+    c.sip(ms(1010), call.caller, call.callee, call.ack());
+    c.tone(ms(1020), call.caller, call.callee, 440.0, 0xAAAA, 100);
+    c.tone(ms(1025), call.callee, call.caller, 1000.0, 0xBBBB, 100);
+    let bye = ms(3200);
+    c.sip(bye, call.caller, call.callee, call.bye_from_caller());
+    let events = c.run(&mut Tracker::new());
+
+    let Event::Answered(answered) = &events[0] else {
+        panic!("first event: {:?}", events[0])
+    };
+    assert_eq!(answered.answered_at, Some(ms(1000)));
+    let (left, right) = audio(&events);
+    assert_eq!(
+        left.len() as f64,
+        ((bye - ms(1000)).as_secs_f64() * 8000.0).round()
+    );
+    let talk = 400..15_000;
+    assert!(tone_share(&left[talk.clone()], 8000.0, 440.0) > 0.9);
+    assert!(
+        tone_share(&right[talk.clone()], 8000.0, 1000.0) > 0.9,
+        "the callee's media, announced only in the 183, is matched"
+    );
+    assert!(
+        tone_share(&right[talk], 8000.0, 425.0) < 0.01,
+        "no ringback in the recording"
+    );
+    let Some(Event::Ended(ended)) = events.last() else {
+        panic!("last event: {:?}", events.last())
+    };
+    assert_eq!(
+        ended.streams[1].packets, 100,
+        "early packets are not counted as the call's"
+    );
+}
+
+#[test]
+fn sip_over_tls_connections_are_listed_once_each() {
+    let phone_tls = addr("198.51.100.20:40100");
+    let other_phone_tls = addr("198.51.100.21:40200");
+    let pbx_tls = addr("198.51.100.10:5061");
+    let web = addr("198.51.100.10:443");
+    // A ClientHello's record header and the start of its body, then application data.
+    let hello = [0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c];
+    let data = [0x17, 0x03, 0x03, 0x00, 0x20, 0xde, 0xad, 0xbe, 0xef];
+    let mut capture = Capture::default();
+    capture
+        .frames
+        .push((ms(0), synth::tcp_frame(phone_tls, pbx_tls, 1, &hello)));
+    capture
+        .frames
+        .push((ms(5), synth::tcp_frame(pbx_tls, phone_tls, 1, &data)));
+    capture
+        .frames
+        .push((ms(10), synth::tcp_frame(phone_tls, pbx_tls, 70, &data)));
+    capture.frames.push((
+        ms(20),
+        synth::tcp_frame(other_phone_tls, pbx_tls, 1, &hello),
+    ));
+    // HTTPS to the same host is not SIP and is not listed.
+    capture
+        .frames
+        .push((ms(30), synth::tcp_frame(phone_tls, web, 1, &hello)));
+    let mut tracker = Tracker::new();
+    let events = capture.run(&mut tracker);
+    let listed: Vec<(SocketAddr, SocketAddr)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::EncryptedSignalling { client, server, .. } => Some((*client, *server)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (phone_tls.into(), pbx_tls.into()),
+            (other_phone_tls.into(), pbx_tls.into())
+        ]
+    );
+    assert_eq!(tracker.stats.tls_segments, 4);
 }

@@ -38,6 +38,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,6 +140,8 @@ pub struct Totals {
     /// Recordings a full disk ended before their call; each is also counted once its row is
     /// settled, as `completed` (the file holds what was recorded) or `failed`.
     pub cut_short: u64,
+    /// Connections of SIP over TLS seen, whose calls cannot be recorded.
+    pub encrypted_signalling: u64,
 }
 
 /// See the crate documentation.
@@ -342,11 +345,53 @@ impl Recorder {
                     frame,
                 } => self.keep_raw(call, at, link_type, &frame),
                 Event::Ended(summary) => self.complete(&summary),
-                Event::Unrecordable { summary, reason } => {
-                    self.totals.unrecordable += 1;
-                    tracing::warn!(call_id = %summary.sip_call_id, reason, "call cannot be recorded");
+                Event::Unrecordable { summary, reason } => self.unrecordable(&summary, reason),
+                Event::EncryptedSignalling { client, server, at } => {
+                    self.encrypted_signalling(client, server, at);
                 }
             }
+        }
+    }
+
+    /// A call that cannot be recorded (its media is encrypted) is still listed, with the
+    /// reason, among the decisions: an auditor sees every answered call.
+    fn unrecordable(&mut self, summary: &CallSummary, reason: &str) {
+        self.totals.unrecordable += 1;
+        tracing::warn!(call_id = %summary.sip_call_id, reason, "call cannot be recorded");
+        let answered = summary.answered_at.unwrap_or(summary.invited_at);
+        let stored = self.store.write(|tx| {
+            tx.execute(
+                "INSERT INTO call_decisions (sip_call_id, answered_at, recorded, reason)
+                 VALUES (?1, ?2, 0, ?3)",
+                (&summary.sip_call_id, layout::iso_utc(answered), reason),
+            )
+        });
+        if let Err(err) = stored {
+            tracing::error!(error = %chain(&err), call_id = %summary.sip_call_id, "cannot list a call that cannot be recorded");
+        }
+    }
+
+    /// A connection of SIP over TLS: its calls cannot be recorded, so it is listed.
+    fn encrypted_signalling(&mut self, client: SocketAddr, server: SocketAddr, at: Duration) {
+        self.totals.encrypted_signalling += 1;
+        let reason =
+            "SIP over TLS: calls signalled on this connection cannot be recorded passively";
+        tracing::warn!(%client, %server, "{reason}");
+        let stored = self.store.write(|tx| {
+            tx.execute(
+                "INSERT INTO encrypted_signalling (first_seen, client, server, source, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                (
+                    layout::iso_utc(at),
+                    client.to_string(),
+                    server.to_string(),
+                    self.config.source,
+                    reason,
+                ),
+            )
+        });
+        if let Err(err) = stored {
+            tracing::error!(error = %chain(&err), %client, %server, "cannot list a SIP-over-TLS connection");
         }
     }
 

@@ -257,6 +257,32 @@ fn hold_time_is_in_the_row() {
 }
 
 #[test]
+fn a_call_with_encrypted_media_is_listed_with_its_reason() {
+    let mut rig = Rig::new("");
+    let c = call(1);
+    // The same INVITE with a secure profile (RTP/SAVP), its Content-Length one longer.
+    let invite = String::from_utf8(c.invite()).unwrap();
+    let body = invite.split("\r\n\r\n").nth(1).unwrap().len();
+    let invite = invite.replace("RTP/AVP", "RTP/SAVP").replace(
+        &format!("Content-Length: {body}"),
+        &format!("Content-Length: {}", body + 1),
+    );
+    rig.frame(T0, sip(c.caller, c.callee, invite.into_bytes()));
+    rig.frame(T0, sip(c.callee, c.caller, c.ok()));
+    for i in 0..10u16 {
+        rig.media(&c, T0, i);
+    }
+    rig.bye(&c, T0 + Duration::from_millis(400));
+    rig.feed(Input::Timeout(T0 + Duration::from_millis(1500)));
+    assert_eq!(rig.query::<i64>("SELECT count(*) FROM recordings"), [0]);
+    assert_eq!(
+        rig.query::<String>("SELECT reason FROM call_decisions WHERE recorded = 0"),
+        ["media is encrypted (SRTP)"]
+    );
+    assert!(rig.files().is_empty());
+}
+
+#[test]
 fn a_percentage_of_zero_records_nothing_but_says_why() {
     let mut rig = Rig::new("[recording]\npercentage = 0\n");
     rig.call(&call(1), T0);
@@ -844,4 +870,21 @@ fn undecodable_media_kept_beside_a_recording_is_cut_back_to_whole_packets_when_t
         assert_eq!(kept[..], sent[..kept.len()], "what was kept, byte for byte");
     }
     drop(rig);
+}
+
+#[test]
+fn sip_over_tls_connections_are_listed() {
+    let mut rig = Rig::new("");
+    let phone: std::net::SocketAddrV4 = "198.51.100.20:40100".parse().unwrap();
+    let pbx: std::net::SocketAddrV4 = "198.51.100.10:5061".parse().unwrap();
+    let hello = [0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c];
+    rig.frame(T0, synth::tcp_frame(phone, pbx, 1, &hello));
+    rig.frame(T0, synth::tcp_frame(pbx, phone, 1, &hello));
+    assert_eq!(
+        rig.query::<String>(
+            "SELECT client || ' ' || server || ' ' || source FROM encrypted_signalling"
+        ),
+        ["198.51.100.20:40100 198.51.100.10:5061 pcap"]
+    );
+    assert_eq!(rig.recorder.totals.encrypted_signalling, 1);
 }

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "holds",
         sql: include_str!("../migrations/0008_holds.sql"),
     },
+    Migration {
+        version: 9,
+        name: "encrypted_signalling",
+        sql: include_str!("../migrations/0009_encrypted_signalling.sql"),
+    },
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -496,6 +496,13 @@ fn print_summary(capture: &Path, recorder: &Recorder, frames: u64) {
          {} for lack of disk space",
         stats.calls_unanswered, totals.unrecordable, totals.not_selected, totals.refused_disk_full
     );
+    if totals.encrypted_signalling > 0 {
+        println!(
+            "  SIP over TLS     {} connections, their calls not recordable (listed in \
+             encrypted_signalling)",
+            totals.encrypted_signalling
+        );
+    }
     let mut malformed: Vec<_> = stats.malformed.iter().collect();
     malformed.sort();
     let malformed: Vec<String> = malformed
