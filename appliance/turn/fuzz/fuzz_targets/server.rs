@@ -1,0 +1,75 @@
+//! A server driven by fuzzed packets from two clients and a peer, with time passing: no
+//! input may panic it. The first byte of each chunk says who sends it and how far the clock
+//! moves.
+
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use tapline_turn::{
+    AllocationId, Credentials, FiveTuple, PeerPolicy, PortPool, SeededEntropy, Server,
+    ServerConfig, StaticUser, Transport,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let start = Instant::now();
+    let mut now = start;
+    let config = ServerConfig {
+        relay_ipv4: Some("198.51.100.1".parse().expect("literal")),
+        relay_ipv6: Some("2600::1".parse().expect("literal")),
+        policy: PeerPolicy::default(),
+        ..ServerConfig::default()
+    };
+    let credentials = Credentials {
+        rest_secrets: vec![b"secret".to_vec()],
+        static_users: vec![StaticUser {
+            username: "u".to_owned(),
+            password: "p".to_owned(),
+        }],
+    };
+    let ports = PortPool::new(50000..=50009, &mut SeededEntropy::new(1));
+    let mut server = Server::new(
+        config,
+        credentials,
+        Box::new(ports),
+        Box::new(SeededEntropy::new(2)),
+        start,
+        1_800_000_000,
+    );
+    let tuples = [
+        FiveTuple {
+            client: "203.0.113.7:40000".parse().expect("literal"),
+            server: "198.51.100.1:3478".parse().expect("literal"),
+            transport: Transport::Udp,
+        },
+        FiveTuple {
+            client: "[2600::7]:40000".parse().expect("literal"),
+            server: "198.51.100.1:3478".parse().expect("literal"),
+            transport: Transport::Tcp,
+        },
+    ];
+    for chunk in data.split(|b| *b == 0xFF) {
+        let Some((&control, bytes)) = chunk.split_first() else {
+            continue;
+        };
+        now += Duration::from_secs(u64::from(control >> 4) * 40);
+        server.handle_timeout(now);
+        match control & 0x03 {
+            0 | 1 => server.handle_client(now, tuples[usize::from(control & 1)], bytes),
+            2 => server.handle_peer_data(
+                now,
+                AllocationId(u64::from(control >> 2 & 0x03)),
+                "192.0.2.10:5000".parse().expect("literal"),
+                bytes,
+            ),
+            _ => server.handle_relay_failed(now, AllocationId(1)),
+        }
+        while server.poll_action().is_some() {}
+        while server.poll_event().is_some() {}
+        if let Some(deadline) = server.poll_timeout() {
+            assert!(deadline >= start);
+        }
+    }
+    server.finish(now);
+});

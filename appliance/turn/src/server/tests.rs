@@ -1,0 +1,922 @@
+//! The server driven as a client and a peer would drive it, on a virtual clock.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::allocation::Transport;
+use crate::auth::StaticUser;
+use crate::entropy::SeededEntropy;
+use crate::framing::{self, FrameLen};
+use crate::ports::PortPool;
+use crate::stun::{self, IntegrityCheck};
+
+const USER: &str = "agent7";
+const PASSWORD: &str = "correct horse";
+const REALM: &str = "tapline";
+const UNIX_START: u64 = 1_800_000_000;
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("test literal")
+}
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        relay_ipv4: Some("198.51.100.1".parse().expect("literal")),
+        relay_ipv6: Some("2600::1".parse().expect("literal")),
+        policy: PeerPolicy {
+            own_addresses: vec![addr("198.51.100.1:3478")],
+            ..PeerPolicy::default()
+        },
+        ..ServerConfig::default()
+    }
+}
+
+struct Harness {
+    server: Server,
+    now: Instant,
+    tuple: FiveTuple,
+    nonce: Option<String>,
+    next_tid: u8,
+    username: String,
+    password: String,
+}
+
+fn harness_with(config: ServerConfig, ports: std::ops::RangeInclusive<u16>) -> Harness {
+    let now = Instant::now();
+    let credentials = Credentials {
+        rest_secrets: vec![b"rest secret".to_vec()],
+        static_users: vec![
+            StaticUser {
+                username: USER.to_owned(),
+                password: PASSWORD.to_owned(),
+            },
+            StaticUser {
+                username: "other".to_owned(),
+                password: "pw".to_owned(),
+            },
+        ],
+    };
+    let pool = PortPool::new(ports, &mut SeededEntropy::new(9));
+    let server = Server::new(
+        config,
+        credentials,
+        Box::new(pool),
+        Box::new(SeededEntropy::new(42)),
+        now,
+        UNIX_START,
+    );
+    Harness {
+        server,
+        now,
+        tuple: FiveTuple {
+            client: addr("203.0.113.7:40000"),
+            server: addr("198.51.100.1:3478"),
+            transport: Transport::Udp,
+        },
+        nonce: None,
+        next_tid: 0,
+        username: USER.to_owned(),
+        password: PASSWORD.to_owned(),
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(config(), 50000..=50099)
+}
+
+/// An attribute list entry for building requests.
+type Attr = (u16, Vec<u8>);
+
+fn requested_udp() -> Attr {
+    (attr::REQUESTED_TRANSPORT, vec![17, 0, 0, 0])
+}
+
+impl Harness {
+    fn tid(&mut self) -> [u8; 12] {
+        self.next_tid += 1;
+        [self.next_tid; 12]
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.server.handle_timeout(self.now);
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.server.poll_action()).collect()
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.server.poll_event()).collect()
+    }
+
+    /// Sends bytes from the client; returns the one reply on the listening socket.
+    fn exchange(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        self.server.handle_client(self.now, self.tuple, bytes);
+        self.actions().into_iter().find_map(|action| match action {
+            Action::Transmit { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+    }
+
+    /// Builds a request with `attrs`, signed with the harness's user if there is a nonce.
+    fn build(&mut self, method: Method, tid: [u8; 12], attrs: &[Attr], signed: bool) -> Vec<u8> {
+        let mut builder = MessageBuilder::new(Class::Request, method, &tid);
+        for (t, value) in attrs {
+            builder.add(*t, value);
+        }
+        if !signed {
+            return builder.finish(None, true);
+        }
+        let nonce = self.nonce.clone().expect("a nonce from an earlier 401");
+        builder.add(attr::USERNAME, self.username.as_bytes());
+        builder.add(attr::REALM, REALM.as_bytes());
+        builder.add(attr::NONCE, nonce.as_bytes());
+        let key = stun::long_term_key_md5(&self.username, REALM, &self.password);
+        builder.finish(Some((IntegrityKind::Sha1, &key)), true)
+    }
+
+    /// A signed request, fetching a nonce first if needed; returns the reply.
+    fn request(&mut self, method: Method, attrs: &[Attr]) -> Vec<u8> {
+        if self.nonce.is_none() {
+            let tid = self.tid();
+            let bytes = self.build(method, tid, attrs, false);
+            let reply = self.exchange(&bytes).expect("a 401");
+            let reply = Message::decode(&reply).expect("a reply decodes");
+            assert_eq!(reply.error_code().map(|e| e.code), Some(401));
+            self.nonce = reply.text(attr::NONCE).map(str::to_owned);
+        }
+        let tid = self.tid();
+        let bytes = self.build(method, tid, attrs, true);
+        self.exchange(&bytes).expect("a reply")
+    }
+
+    fn allocate(&mut self) -> (AllocationId, SocketAddr) {
+        let reply = self.request(Method::Allocate, &[requested_udp()]);
+        let message = Message::decode(&reply).expect("decodes");
+        assert_eq!(
+            message.class,
+            Class::SuccessResponse,
+            "{:?}",
+            message.error_code()
+        );
+        let relayed = message
+            .xor_address(attr::XOR_RELAYED_ADDRESS)
+            .expect("XOR-RELAYED-ADDRESS");
+        let Some(Event::AllocationStarted { allocation, .. }) = self.events().into_iter().next()
+        else {
+            panic!("an AllocationStarted event");
+        };
+        (allocation, relayed)
+    }
+
+    fn permit(&mut self, peer: SocketAddr) -> Option<u16> {
+        let reply = self.request_with_peer(Method::CreatePermission, peer, &[]);
+        code_of(&reply)
+    }
+
+    /// A signed request carrying XOR-PEER-ADDRESS `peer` (encoded for its transaction ID).
+    fn request_with_peer(&mut self, method: Method, peer: SocketAddr, extra: &[Attr]) -> Vec<u8> {
+        assert!(self.nonce.is_some(), "allocate first");
+        let tid = self.tid();
+        let mut attrs = vec![(attr::XOR_PEER_ADDRESS, stun::encode_xor_address(peer, &tid))];
+        attrs.extend_from_slice(extra);
+        self.next_tid -= 1;
+        let tid = self.tid();
+        let bytes = self.build(method, tid, &attrs, true);
+        self.exchange(&bytes).expect("a reply")
+    }
+
+    fn bind_channel(&mut self, channel: u16, peer: SocketAddr) -> Option<u16> {
+        let reply = self.request_with_peer(
+            Method::ChannelBind,
+            peer,
+            &[(
+                attr::CHANNEL_NUMBER,
+                vec![(channel >> 8) as u8, channel as u8, 0, 0],
+            )],
+        );
+        code_of(&reply)
+    }
+}
+
+/// The error code of a reply, or None for success.
+fn code_of(reply: &[u8]) -> Option<u16> {
+    let message = Message::decode(reply).expect("a reply decodes");
+    message.error_code().map(|e| e.code)
+}
+
+#[test]
+fn binding_requests_get_the_mapped_address() {
+    let mut h = harness();
+    let request = MessageBuilder::new(Class::Request, Method::Binding, &[5; 12]).finish(None, true);
+    let reply = h.exchange(&request).expect("a reply");
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(message.class, Class::SuccessResponse);
+    assert_eq!(message.transaction_id, [5; 12]);
+    assert_eq!(
+        message.xor_address(attr::XOR_MAPPED_ADDRESS),
+        Some(h.tuple.client)
+    );
+    assert!(message.has_fingerprint());
+    assert_eq!(h.server.stats().binding_requests, 1);
+}
+
+#[test]
+fn binding_over_tcp_is_framed_by_the_header() {
+    let mut h = harness();
+    h.tuple.transport = Transport::Tcp;
+    let one = MessageBuilder::new(Class::Request, Method::Binding, &[1; 12]).finish(None, false);
+    let two = MessageBuilder::new(Class::Request, Method::Binding, &[2; 12]).finish(None, false);
+    let mut stream = [one.clone(), two].concat();
+    let mut replies = 0;
+    while let FrameLen::Complete(len) = framing::frame_len(&stream) {
+        let frame: Vec<u8> = stream.drain(..len).collect();
+        assert!(h.exchange(&frame).is_some());
+        replies += 1;
+    }
+    assert_eq!(replies, 2);
+    assert!(stream.is_empty());
+}
+
+#[test]
+fn binding_with_an_unknown_required_attribute_gets_420_listing_it() {
+    let mut h = harness();
+    let mut builder = MessageBuilder::new(Class::Request, Method::Binding, &[3; 12]);
+    builder.add(0x0003, &[0, 0, 0, 6]); // CHANGE-REQUEST (RFC 5780), not served
+    let reply = h.exchange(&builder.finish(None, false)).expect("a reply");
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(message.error_code().map(|e| e.code), Some(420));
+    assert_eq!(
+        message.attribute(attr::UNKNOWN_ATTRIBUTES),
+        Some(&[0x00, 0x03][..])
+    );
+}
+
+#[test]
+fn an_unauthenticated_allocate_gets_401_with_realm_nonce_and_algorithms() {
+    let mut h = harness();
+    let tid = h.tid();
+    let bytes = h.build(Method::Allocate, tid, &[requested_udp()], false);
+    let reply = h.exchange(&bytes).expect("a reply");
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(message.error_code().map(|e| e.code), Some(401));
+    assert_eq!(message.text(attr::REALM), Some(REALM));
+    assert!(
+        message
+            .text(attr::NONCE)
+            .is_some_and(|n| n.starts_with("obMatJos2"))
+    );
+    assert_eq!(
+        message.attribute(attr::PASSWORD_ALGORITHMS),
+        Some(&[0, 2, 0, 0, 0, 1, 0, 0][..])
+    );
+    assert!(!message.has_integrity(), "a 401 cannot be signed");
+    assert_eq!(h.server.allocation_count(), 0);
+}
+
+#[test]
+fn allocate_opens_a_relay_and_signs_the_reply() {
+    let mut h = harness();
+    let reply = h.request(Method::Allocate, &[requested_udp()]);
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(message.class, Class::SuccessResponse);
+    let key = stun::long_term_key_md5(USER, REALM, PASSWORD);
+    assert_eq!(message.check_integrity(&key), IntegrityCheck::Valid);
+    assert_eq!(message.u32_value(attr::LIFETIME), Some(600));
+    assert_eq!(
+        message.xor_address(attr::XOR_MAPPED_ADDRESS),
+        Some(h.tuple.client)
+    );
+    let relayed = message
+        .xor_address(attr::XOR_RELAYED_ADDRESS)
+        .expect("relayed");
+    assert_eq!(
+        relayed.ip(),
+        "198.51.100.1".parse::<IpAddr>().expect("literal")
+    );
+    assert!((50000..=50099).contains(&relayed.port()));
+    assert!(h.actions().is_empty(), "the OpenRelay came with the reply");
+    let events = h.events();
+    assert!(matches!(&events[..], [Event::AllocationStarted { username, .. }] if username == USER));
+}
+
+#[test]
+fn allocate_emits_open_relay_before_anything_is_relayed() {
+    let mut h = harness();
+    h.nonce = None;
+    let tid = h.tid();
+    let unsigned = h.build(Method::Allocate, tid, &[requested_udp()], false);
+    h.server.handle_client(h.now, h.tuple, &unsigned);
+    let challenge = h.actions();
+    let Some(Action::Transmit { bytes, .. }) = challenge.first() else {
+        panic!("a 401");
+    };
+    h.nonce = Message::decode(bytes)
+        .expect("decodes")
+        .text(attr::NONCE)
+        .map(str::to_owned);
+    let tid = h.tid();
+    let signed = h.build(Method::Allocate, tid, &[requested_udp()], true);
+    h.server.handle_client(h.now, h.tuple, &signed);
+    let actions = h.actions();
+    assert!(matches!(actions[0], Action::OpenRelay { .. }));
+    assert!(matches!(actions[1], Action::Transmit { .. }));
+}
+
+#[test]
+fn a_retransmitted_allocate_gets_the_same_reply_and_a_new_one_437() {
+    let mut h = harness();
+    let _ = h.request(Method::Allocate, &[]); // fetch a nonce (400: no REQUESTED-TRANSPORT)
+    let tid = h.tid();
+    let request = h.build(Method::Allocate, tid, &[requested_udp()], true);
+    let first = h.exchange(&request).expect("reply");
+    let again = h.exchange(&request).expect("reply");
+    assert_eq!(first, again);
+    assert_eq!(h.server.allocation_count(), 1);
+    let reply = h.request(Method::Allocate, &[requested_udp()]);
+    assert_eq!(code_of(&reply), Some(437));
+}
+
+#[test]
+fn a_wrong_password_gets_401_and_a_stale_nonce_438() {
+    let mut h = harness();
+    let _ = h.allocate();
+    h.password = "wrong".to_owned();
+    let reply = h.request(Method::Refresh, &[]);
+    assert_eq!(code_of(&reply), Some(401));
+    h.password = PASSWORD.to_owned();
+    h.advance(Duration::from_secs(601));
+    let reply = h.request(Method::Refresh, &[]);
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(message.error_code().map(|e| e.code), Some(438));
+    let fresh = message.text(attr::NONCE).expect("a fresh nonce").to_owned();
+    assert_ne!(Some(&fresh), h.nonce.as_ref());
+}
+
+#[test]
+fn rest_api_usernames_work_until_they_expire() {
+    let mut h = harness();
+    h.username = format!("{}:agent9", UNIX_START + 60);
+    h.password = Credentials::rest_password(b"rest secret", &h.username);
+    let _ = h.allocate();
+    h.now += Duration::from_secs(61);
+    let reply = h.request(Method::Refresh, &[]);
+    assert_eq!(
+        code_of(&reply),
+        Some(401),
+        "expired REST usernames are refused"
+    );
+}
+
+#[test]
+fn another_user_on_the_same_five_tuple_gets_441() {
+    let mut h = harness();
+    let _ = h.allocate();
+    h.username = "other".to_owned();
+    h.password = "pw".to_owned();
+    let reply = h.request(Method::Refresh, &[]);
+    assert_eq!(code_of(&reply), Some(441));
+}
+
+#[test]
+fn requests_without_an_allocation_get_437() {
+    let mut h = harness();
+    let reply = h.request(Method::Refresh, &[]);
+    assert_eq!(code_of(&reply), Some(437));
+    let peer = addr("192.0.2.10:5000");
+    assert_eq!(h.permit(peer), Some(437));
+}
+
+#[test]
+fn allocate_refuses_what_it_does_not_serve_with_the_right_codes() {
+    let mut h = harness();
+    let tcp = (attr::REQUESTED_TRANSPORT, vec![6, 0, 0, 0]);
+    assert_eq!(code_of(&h.request(Method::Allocate, &[tcp])), Some(442));
+    assert_eq!(code_of(&h.request(Method::Allocate, &[])), Some(400));
+    let token = (attr::RESERVATION_TOKEN, vec![1; 8]);
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_udp(), token.clone()])),
+        Some(508)
+    );
+    let even = (attr::EVEN_PORT, vec![0x00]);
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_udp(), token, even])),
+        Some(400)
+    );
+    let reserve = (attr::EVEN_PORT, vec![0x80]);
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_udp(), reserve])),
+        Some(508)
+    );
+    let family = (attr::REQUESTED_ADDRESS_FAMILY, vec![0x03, 0, 0, 0]);
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_udp(), family])),
+        Some(440)
+    );
+    let both = [
+        requested_udp(),
+        (attr::REQUESTED_ADDRESS_FAMILY, vec![0x01, 0, 0, 0]),
+        (attr::ADDITIONAL_ADDRESS_FAMILY, vec![0x02, 0, 0, 0]),
+    ];
+    assert_eq!(code_of(&h.request(Method::Allocate, &both)), Some(400));
+    let unknown = (0x7FFF, vec![0; 4]);
+    let reply = h.request(Method::Allocate, &[requested_udp(), unknown]);
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(message.error_code().map(|e| e.code), Some(420));
+    assert_eq!(
+        message.attribute(attr::UNKNOWN_ATTRIBUTES),
+        Some(&[0x7F, 0xFF][..])
+    );
+    let key = stun::long_term_key_md5(USER, REALM, PASSWORD);
+    assert_eq!(message.check_integrity(&key), IntegrityCheck::Valid);
+    assert_eq!(h.server.allocation_count(), 0);
+}
+
+#[test]
+fn even_port_dont_fragment_and_lifetimes_are_honoured() {
+    let mut h = harness();
+    let attrs = [
+        requested_udp(),
+        (attr::EVEN_PORT, vec![0x00]),
+        (attr::DONT_FRAGMENT, vec![]),
+        (attr::LIFETIME, 86_400u32.to_be_bytes().to_vec()),
+    ];
+    let reply = h.request(Method::Allocate, &attrs);
+    let message = Message::decode(&reply).expect("decodes");
+    let relayed = message
+        .xor_address(attr::XOR_RELAYED_ADDRESS)
+        .expect("relayed");
+    assert_eq!(relayed.port() % 2, 0);
+    assert_eq!(
+        message.u32_value(attr::LIFETIME),
+        Some(3600),
+        "capped at the maximum"
+    );
+    let short = (attr::LIFETIME, 10u32.to_be_bytes().to_vec());
+    let reply = h.request(Method::Refresh, &[short]);
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(
+        message.u32_value(attr::LIFETIME),
+        Some(600),
+        "raised to the default"
+    );
+}
+
+#[test]
+fn ipv6_and_dual_stack_allocations() {
+    let mut h = harness();
+    let v6 = (attr::REQUESTED_ADDRESS_FAMILY, vec![0x02, 0, 0, 0]);
+    let reply = h.request(Method::Allocate, &[requested_udp(), v6]);
+    let message = Message::decode(&reply).expect("decodes");
+    let relayed = message
+        .xor_address(attr::XOR_RELAYED_ADDRESS)
+        .expect("relayed");
+    assert!(relayed.is_ipv6());
+
+    let mut h = harness();
+    let dual = (attr::ADDITIONAL_ADDRESS_FAMILY, vec![0x02, 0, 0, 0]);
+    let reply = h.request(Method::Allocate, &[requested_udp(), dual.clone()]);
+    let message = Message::decode(&reply).expect("decodes");
+    let relays: Vec<SocketAddr> = message
+        .attributes_of(attr::XOR_RELAYED_ADDRESS)
+        .filter_map(|v| stun::decode_xor_address(v, &message.transaction_id))
+        .collect();
+    assert_eq!(relays.len(), 2);
+    assert!(relays[0].is_ipv4() && relays[1].is_ipv6());
+
+    let mut v4_only = config();
+    v4_only.relay_ipv6 = None;
+    let mut h = harness_with(v4_only, 50000..=50099);
+    let reply = h.request(Method::Allocate, &[requested_udp(), dual]);
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(message.class, Class::SuccessResponse);
+    let address_error = message
+        .attribute(attr::ADDRESS_ERROR_CODE)
+        .expect("ADDRESS-ERROR-CODE");
+    assert_eq!(&address_error[..4], &[0x02, 0, 4, 40]);
+}
+
+#[test]
+fn quotas_per_user_in_total_and_ports() {
+    let mut per_user = config();
+    per_user.max_allocations_per_user = 1;
+    let mut h = harness_with(per_user, 50000..=50099);
+    let _ = h.allocate();
+    h.tuple.client = addr("203.0.113.7:40001");
+    h.nonce = None;
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_udp()])),
+        Some(486)
+    );
+
+    let mut total = config();
+    total.max_allocations = 1;
+    let mut h = harness_with(total, 50000..=50099);
+    let _ = h.allocate();
+    h.tuple.client = addr("203.0.113.8:40000");
+    h.nonce = None;
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_udp()])),
+        Some(508)
+    );
+
+    let mut h = harness_with(config(), 50000..=50000);
+    let _ = h.allocate();
+    h.tuple.client = addr("203.0.113.9:40000");
+    h.nonce = None;
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_udp()])),
+        Some(508)
+    );
+}
+
+#[test]
+fn send_needs_a_permission_and_data_comes_back_as_data_indications() {
+    let mut h = harness();
+    let (allocation, relayed) = h.allocate();
+    let peer = addr("192.0.2.10:5000");
+    let send = |h: &mut Harness| {
+        let tid = h.tid();
+        let mut builder = MessageBuilder::new(Class::Indication, Method::Send, &tid);
+        builder.add_xor_address(attr::XOR_PEER_ADDRESS, peer);
+        builder.add(attr::DATA, b"rtp");
+        h.server
+            .handle_client(h.now, h.tuple, &builder.finish(None, false));
+        h.actions()
+    };
+    assert!(send(&mut h).is_empty(), "no permission yet");
+    assert_eq!(h.permit(peer), None);
+    assert_eq!(
+        send(&mut h),
+        vec![Action::RelayTo {
+            allocation,
+            relayed,
+            peer,
+            bytes: b"rtp".to_vec()
+        }]
+    );
+
+    h.server.handle_peer_data(h.now, allocation, peer, b"back");
+    let actions = h.actions();
+    let [Action::Transmit { tuple, bytes }] = &actions[..] else {
+        panic!("one Data indication");
+    };
+    assert_eq!(*tuple, h.tuple);
+    let data = Message::decode(bytes).expect("decodes");
+    assert_eq!((data.class, data.method), (Class::Indication, Method::Data));
+    assert_eq!(data.xor_address(attr::XOR_PEER_ADDRESS), Some(peer));
+    assert_eq!(data.attribute(attr::DATA), Some(&b"back"[..]));
+
+    h.server
+        .handle_peer_data(h.now, allocation, addr("192.0.2.11:5000"), b"stranger");
+    assert!(
+        h.actions().is_empty(),
+        "peers without a permission are dropped"
+    );
+    h.advance(Duration::from_secs(301));
+    h.server.handle_peer_data(h.now, allocation, peer, b"late");
+    assert!(h.actions().is_empty(), "permissions expire after 300 s");
+}
+
+#[test]
+fn channels_carry_data_both_ways_padded_over_tcp() {
+    let mut h = harness();
+    h.tuple.transport = Transport::Tcp;
+    let (allocation, relayed) = h.allocate();
+    let peer = addr("192.0.2.10:5000");
+    assert_eq!(h.bind_channel(0x4000, peer), None);
+    let frame = framing::ChannelData::encode(0x4000, b"hello", true);
+    h.server.handle_client(h.now, h.tuple, &frame);
+    assert_eq!(
+        h.actions(),
+        vec![Action::RelayTo {
+            allocation,
+            relayed,
+            peer,
+            bytes: b"hello".to_vec()
+        }]
+    );
+    h.server.handle_peer_data(h.now, allocation, peer, b"hi!!x");
+    let actions = h.actions();
+    let [Action::Transmit { bytes, .. }] = &actions[..] else {
+        panic!("one ChannelData");
+    };
+    assert_eq!(bytes.len(), 12, "padded to 4 bytes over TCP");
+    let decoded = framing::ChannelData::decode(bytes).expect("ChannelData");
+    assert_eq!((decoded.channel, decoded.data), (0x4000, &b"hi!!x"[..]));
+}
+
+#[test]
+fn channel_bind_keeps_numbers_and_peers_one_to_one() {
+    let mut h = harness();
+    let _ = h.allocate();
+    let peer = addr("192.0.2.10:5000");
+    let other = addr("192.0.2.11:5000");
+    assert_eq!(h.bind_channel(0x3FFF, peer), Some(400), "below the range");
+    assert_eq!(h.bind_channel(0x5000, peer), Some(400), "above the range");
+    assert_eq!(h.bind_channel(0x4FFF, peer), None);
+    assert_eq!(
+        h.bind_channel(0x4FFF, peer),
+        None,
+        "rebinding the same pair refreshes"
+    );
+    assert_eq!(
+        h.bind_channel(0x4FFF, other),
+        Some(400),
+        "number bound to another peer"
+    );
+    assert_eq!(
+        h.bind_channel(0x4001, peer),
+        Some(400),
+        "peer bound to another number"
+    );
+    assert_eq!(h.bind_channel(0x4001, other), None);
+    let v6_peer = addr("[2600::10]:5000");
+    assert_eq!(h.bind_channel(0x4002, v6_peer), Some(443));
+    // Keep the allocation alive past the binding's 600 s, then inside the quarantine.
+    let long = (attr::LIFETIME, 3600u32.to_be_bytes().to_vec());
+    let _ = h.request(Method::Refresh, &[long]);
+    h.advance(Duration::from_secs(601));
+    h.nonce = None; // the nonce has gone stale too
+    let _ = h.request(Method::Refresh, &[]);
+    assert_eq!(
+        h.bind_channel(0x4FFF, other),
+        Some(400),
+        "quarantined for 5 minutes"
+    );
+    assert_eq!(
+        h.bind_channel(0x4FFF, peer),
+        None,
+        "the same pair may come back"
+    );
+}
+
+#[test]
+fn forbidden_peers_get_403_and_are_reported() {
+    let mut h = harness();
+    let (allocation, _) = h.allocate();
+    for peer in [
+        "127.0.0.1:22",
+        "[::ffff:127.0.0.1]:22",
+        "0.0.0.0:22",
+        "169.254.169.254:80",
+    ] {
+        // On this IPv4 allocation an IPv6 spelling is refused as a family mismatch (443);
+        // `mapped_loopback_is_refused_on_an_ipv6_allocation` checks the policy's verdict.
+        let reply = h.permit(addr(peer));
+        assert!(matches!(reply, Some(403 | 443)), "{peer}: {reply:?}");
+    }
+    let events = h.events();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::PeerRefused { allocation: a, reason: Refusal::Loopback, .. } if *a == allocation
+    )));
+    assert_eq!(
+        h.bind_channel(0x4000, addr("198.51.100.1:3478")),
+        Some(403),
+        "the server itself"
+    );
+    h.server
+        .handle_peer_data(h.now, allocation, addr("127.0.0.1:9"), b"x");
+    assert!(h.actions().is_empty());
+}
+
+#[test]
+fn mapped_loopback_is_refused_on_an_ipv6_allocation() {
+    let mut h = harness();
+    let v6 = (attr::REQUESTED_ADDRESS_FAMILY, vec![0x02, 0, 0, 0]);
+    let _ = h.request(Method::Allocate, &[requested_udp(), v6]);
+    for peer in [
+        "[::ffff:127.0.0.1]:22",
+        "[::]:22",
+        "[::1]:22",
+        "[64:ff9b::7f00:1]:22",
+    ] {
+        assert_eq!(h.permit(addr(peer)), Some(403), "{peer}");
+    }
+    assert_eq!(h.permit(addr("[2600::10]:5000")), None);
+}
+
+#[test]
+fn refresh_with_lifetime_zero_deletes_and_summarises() {
+    let mut h = harness();
+    let (allocation, relayed) = h.allocate();
+    let peer = addr("192.0.2.10:5000");
+    assert_eq!(h.permit(peer), None);
+    h.server.handle_peer_data(h.now, allocation, peer, b"12345");
+    let _ = h.actions();
+    let zero = (attr::LIFETIME, vec![0, 0, 0, 0]);
+    let reply = h.request(Method::Refresh, std::slice::from_ref(&zero));
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(message.u32_value(attr::LIFETIME), Some(0));
+    assert_eq!(h.server.allocation_count(), 0);
+    let events = h.events();
+    let [Event::AllocationEnded(summary)] = &events[..] else {
+        panic!("one AllocationEnded");
+    };
+    assert_eq!(summary.allocation, allocation);
+    assert_eq!(summary.reason, EndReason::Deleted);
+    assert_eq!(summary.relayed, vec![relayed]);
+    assert_eq!(summary.peers, vec![peer.ip()]);
+    assert_eq!(
+        (summary.from_peers.bytes, summary.from_peers.packets),
+        (5, 1)
+    );
+    assert_eq!(summary.username, USER);
+    assert_eq!(code_of(&h.request(Method::Refresh, &[zero])), Some(437));
+}
+
+#[test]
+fn allocations_expire_on_the_clock_passed_in() {
+    let mut h = harness();
+    let (allocation, relayed) = h.allocate();
+    let _ = h.actions();
+    let deadline = h.server.poll_timeout().expect("a timer");
+    assert_eq!(deadline, h.now + Duration::from_secs(600));
+    h.advance(Duration::from_secs(599));
+    assert_eq!(h.server.allocation_count(), 1);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.server.allocation_count(), 0);
+    assert_eq!(
+        h.actions(),
+        vec![Action::CloseRelay {
+            allocation,
+            relayed
+        }]
+    );
+    let events = h.events();
+    assert!(matches!(&events[..], [Event::AllocationEnded(s)] if s.reason == EndReason::Expired));
+    assert_eq!(h.server.poll_timeout(), None);
+}
+
+#[test]
+fn relay_failure_and_finish_end_allocations() {
+    let mut h = harness();
+    let (allocation, _) = h.allocate();
+    h.server.handle_relay_failed(h.now, allocation);
+    assert_eq!(h.server.allocation_count(), 0);
+    let mut h = harness();
+    let _ = h.allocate();
+    h.server.finish(h.now);
+    let events = h.events();
+    assert!(matches!(&events[..], [Event::AllocationEnded(s)] if s.reason == EndReason::Shutdown));
+}
+
+#[test]
+fn bandwidth_over_the_limit_is_dropped() {
+    let mut limited = config();
+    limited.bandwidth = Some(Bandwidth {
+        bytes_per_second: 1000,
+        burst_bytes: 1000,
+    });
+    let mut h = harness_with(limited, 50000..=50099);
+    let (allocation, _) = h.allocate();
+    let peer = addr("192.0.2.10:5000");
+    assert_eq!(h.permit(peer), None);
+    let packet = [0u8; 400];
+    for _ in 0..3 {
+        h.server.handle_peer_data(h.now, allocation, peer, &packet);
+    }
+    assert_eq!(
+        h.actions().len(),
+        2,
+        "1000 bytes of burst: two packets of 400"
+    );
+    h.now += Duration::from_millis(400);
+    h.server.handle_peer_data(h.now, allocation, peer, &packet);
+    assert_eq!(h.actions().len(), 1);
+    h.server.finish(h.now);
+    let events = h.events();
+    let [Event::AllocationEnded(summary)] = &events[..] else {
+        panic!("one summary");
+    };
+    assert_eq!(summary.from_peers.packets, 3);
+    assert_eq!(summary.from_peers.dropped_packets, 1);
+}
+
+#[test]
+fn replies_of_401_per_source_are_capped() {
+    let mut few = config();
+    few.challenges_per_source = 2;
+    let mut h = harness_with(few, 50000..=50099);
+    let mut replies = 0;
+    for _ in 0..5 {
+        let tid = h.tid();
+        let bytes = h.build(Method::Allocate, tid, &[requested_udp()], false);
+        replies += usize::from(h.exchange(&bytes).is_some());
+    }
+    assert_eq!(replies, 2);
+    assert_eq!(h.server.stats().challenges_suppressed, 3);
+    h.advance(Duration::from_secs(10));
+    let tid = h.tid();
+    let bytes = h.build(Method::Allocate, tid, &[requested_udp()], false);
+    assert!(
+        h.exchange(&bytes).is_some(),
+        "the budget comes back with the window"
+    );
+}
+
+#[test]
+fn sha256_password_algorithm_and_message_integrity_sha256() {
+    let mut h = harness();
+    let tid = h.tid();
+    let bytes = h.build(Method::Allocate, tid, &[requested_udp()], false);
+    let challenge = h.exchange(&bytes).expect("401");
+    let nonce = Message::decode(&challenge)
+        .expect("decodes")
+        .text(attr::NONCE)
+        .expect("nonce")
+        .to_owned();
+    let tid = h.tid();
+    let mut builder = MessageBuilder::new(Class::Request, Method::Allocate, &tid);
+    builder.add(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    builder.add(attr::USERNAME, USER.as_bytes());
+    builder.add(attr::REALM, REALM.as_bytes());
+    builder.add(attr::NONCE, nonce.as_bytes());
+    builder.add(attr::PASSWORD_ALGORITHMS, &[0, 2, 0, 0, 0, 1, 0, 0]);
+    builder.add(attr::PASSWORD_ALGORITHM, &[0, 2, 0, 0]);
+    let key = stun::long_term_key_sha256(USER, REALM, PASSWORD);
+    let request = builder.finish(Some((IntegrityKind::Sha256, &key)), false);
+    let reply = h.exchange(&request).expect("reply");
+    let message = Message::decode(&reply).expect("decodes");
+    assert_eq!(
+        message.class,
+        Class::SuccessResponse,
+        "{:?}",
+        message.error_code()
+    );
+    assert!(message.has_integrity_sha256());
+    assert_eq!(message.check_integrity(&key), IntegrityCheck::Valid);
+}
+
+#[test]
+fn a_bid_down_of_the_password_algorithms_is_refused() {
+    let mut h = harness();
+    let tid = h.tid();
+    let bytes = h.build(Method::Allocate, tid, &[requested_udp()], false);
+    let challenge = h.exchange(&bytes).expect("401");
+    let nonce = Message::decode(&challenge)
+        .expect("decodes")
+        .text(attr::NONCE)
+        .expect("nonce")
+        .to_owned();
+    let tid = h.tid();
+    let mut builder = MessageBuilder::new(Class::Request, Method::Allocate, &tid);
+    builder.add(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    builder.add(attr::USERNAME, USER.as_bytes());
+    builder.add(attr::REALM, REALM.as_bytes());
+    builder.add(attr::NONCE, nonce.as_bytes());
+    // An attacker stripped SHA-256 from the list on the way.
+    builder.add(attr::PASSWORD_ALGORITHMS, &[0, 1, 0, 0]);
+    builder.add(attr::PASSWORD_ALGORITHM, &[0, 1, 0, 0]);
+    let key = stun::long_term_key_md5(USER, REALM, PASSWORD);
+    let reply = h
+        .exchange(&builder.finish(Some((IntegrityKind::Sha1, &key)), false))
+        .expect("reply");
+    assert_eq!(code_of(&reply), Some(400));
+}
+
+#[test]
+fn hostile_bytes_never_panic_the_server() {
+    let mut h = harness();
+    let (allocation, _) = h.allocate();
+    let peer = addr("192.0.2.10:5000");
+    assert_eq!(h.bind_channel(0x4000, peer), None);
+    let tid = h.tid();
+    let seeds: Vec<Vec<u8>> = vec![
+        h.build(Method::Allocate, tid, &[requested_udp()], true),
+        h.build(
+            Method::CreatePermission,
+            tid,
+            &[(attr::XOR_PEER_ADDRESS, vec![0, 1, 0, 0, 1, 2, 3, 4])],
+            true,
+        ),
+        framing::ChannelData::encode(0x4000, b"data", false),
+        MessageBuilder::new(Class::Indication, Method::Send, &tid).finish(None, false),
+    ];
+    let mut entropy = SeededEntropy::new(7);
+    for seed in &seeds {
+        for end in 0..=seed.len() {
+            h.server.handle_client(h.now, h.tuple, &seed[..end]);
+        }
+        for _ in 0..2000 {
+            let mut mutated = seed.clone();
+            let mut noise = [0u8; 3];
+            entropy.fill(&mut noise);
+            let index = usize::from(noise[0]) % mutated.len();
+            mutated[index] ^= noise[1] | 1;
+            h.server.handle_client(h.now, h.tuple, &mutated);
+            h.server.handle_peer_data(h.now, allocation, peer, &mutated);
+        }
+    }
+    for _ in 0..2000 {
+        let mut random = vec![0u8; 64];
+        entropy.fill(&mut random);
+        random[0] &= 0x7F;
+        h.server.handle_client(h.now, h.tuple, &random);
+    }
+    let _ = h.actions();
+    let _ = h.events();
+}
