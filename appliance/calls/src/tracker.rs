@@ -16,6 +16,12 @@
 //! first means a phone behind NAT, whose source port differs from its SDP, is still matched.
 
 use std::collections::{HashMap, VecDeque};
+
+/// The maps looked up for every packet. foldhash, seeded per map from the process's random
+/// state, hashes a socket address or a Call-ID several times faster than the standard
+/// library's SipHash; the maps it serves are capped ([`MAX_CALLS`]), which bounds what
+/// crafted collisions could cost.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -184,16 +190,16 @@ impl Stats {
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    calls: HashMap<String, Call>,
+    calls: FastMap<String, Call>,
     /// RTP address to (Call-ID, the party that receives there).
-    routes: HashMap<SocketAddr, (String, Side)>,
+    routes: FastMap<SocketAddr, (String, Side)>,
     reassembler: ip::Reassembler,
     tcp: StreamReassembler,
     /// Bytes of SIP over TCP not yet framed into messages, per stream direction.
-    sip_streams: HashMap<StreamKey, Vec<u8>>,
+    sip_streams: FastMap<StreamKey, Vec<u8>>,
     /// SIP-over-TLS connections already listed, (client, server), with when each was last
     /// seen.
-    tls_connections: HashMap<(SocketAddr, SocketAddr), Duration>,
+    tls_connections: FastMap<(SocketAddr, SocketAddr), Duration>,
     events: VecDeque<Event>,
     next_id: u64,
     last_tick: Duration,
