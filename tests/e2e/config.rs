@@ -65,7 +65,9 @@ fn check_config_prints_the_configuration_in_force() {
              [sftp]\nlisten = \"127.0.0.1:0\"\nmax_connections = 64\n\
              max_connections_per_account = 8\nidle_timeout_seconds = 600\n\
              failures_before_lockout = 5\nlockout_minutes = 15\n\n\
-             [turn]\nlisten = \"127.0.0.1:0\"\nrelay_ports = \"49152-65535\"\n",
+             [turn]\nlisten = \"127.0.0.1:0\"\nrelay_ports = \"49152-65535\"\n\
+             realm = \"tapline\"\nallowed_peers = []\ndanger_allow_loopback_peers = false\n\
+             # secret: not set\n",
             appliance.data_dir().display()
         );
         assert_eq!(stdout, expected);

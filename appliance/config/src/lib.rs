@@ -157,7 +157,46 @@ pub struct SftpConfig {
 pub struct TurnConfig {
     /// UDP and TCP.
     pub listen: SocketAddr,
+    /// TURN over TLS, with the web UI's certificate; none unless set.
+    pub tls_listen: Option<SocketAddr>,
     pub relay_ports: PortRange,
+    pub realm: String,
+    /// The TURN REST API shared secret, if one is set.
+    pub secret: Option<Secret>,
+    /// Static long-term users, for clients that do not use the REST API.
+    pub users: Vec<TurnUser>,
+    /// Networks that may be relayed to; loopback, link-local and the like are refused
+    /// whatever this says.
+    pub allowed_peers: Vec<tapline_turn::Network>,
+    /// Lets loopback peers through, for test rigs and benchmarks only; logged as a warning.
+    pub danger_allow_loopback_peers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnUser {
+    pub name: String,
+    pub password: Secret,
+}
+
+/// A value that must not be shown: its `Debug` form is redacted, so printing a config (or an
+/// error holding one) never reveals it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl Config {
@@ -270,10 +309,34 @@ impl Config {
             self.sftp.lockout_minutes
         );
         out += &format!(
-            "[turn]\nlisten = {}\nrelay_ports = {}\n",
+            "[turn]\nlisten = {}\nrelay_ports = {}\nrealm = {}\n",
             quote(&self.turn.listen.to_string()),
-            quote(&self.turn.relay_ports.to_string())
+            quote(&self.turn.relay_ports.to_string()),
+            quote(&self.turn.realm)
         );
+        if let Some(tls_listen) = self.turn.tls_listen {
+            out += &format!("tls_listen = {}\n", quote(&tls_listen.to_string()));
+        }
+        let peers: Vec<String> = self
+            .turn
+            .allowed_peers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        out += &format!(
+            "allowed_peers = {}\ndanger_allow_loopback_peers = {}\n",
+            list(&peers),
+            self.turn.danger_allow_loopback_peers
+        );
+        // Secrets are never printed: only whether they are set, as comments.
+        out += match self.turn.secret {
+            Some(_) => "# secret: set in the file (not shown)\n",
+            None => "# secret: not set\n",
+        };
+        if !self.turn.users.is_empty() {
+            let names: Vec<&str> = self.turn.users.iter().map(|u| u.name.as_str()).collect();
+            out += &format!("# users: {} (passwords not shown)\n", names.join(", "));
+        }
         out
     }
 }

@@ -86,17 +86,9 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
     let sftp = sftp(root, &mut problems);
     let sftp_listen = sftp.as_ref().map(|sftp| sftp.listen);
 
-    let mut turn = Section::new(root, "turn");
-    let turn_listen = turn.string_or("listen", ([0, 0, 0, 0], 3478).into(), values::socket_addr);
-    let relay_ports = turn.string_or(
-        "relay_ports",
-        PortRange {
-            first: 49152,
-            last: 65535,
-        },
-        values::port_range,
-    );
-    turn.finish(&mut problems);
+    let turn = turn(root, &mut problems);
+    let turn_listen = turn.as_ref().map(|turn| turn.listen);
+    let relay_ports = turn.as_ref().map(|turn| turn.relay_ports);
 
     if let (Some(web), Some(sftp), Some(turn)) = (web_listen, sftp_listen, turn_listen) {
         let listeners = [
@@ -128,8 +120,7 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
         (format, percentage, header_map),
         web_listen,
         sftp,
-        turn_listen,
-        relay_ports,
+        turn,
     ) {
         (
             Some(name),
@@ -140,8 +131,7 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
             (Some(format), Some(percentage), Some(headers)),
             Some(web_listen),
             Some(sftp),
-            Some(turn_listen),
-            Some(relay_ports),
+            Some(turn),
         ) if problems.is_empty() => Ok(Config {
             tenant: TenantConfig {
                 name,
@@ -157,13 +147,51 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
             },
             web: WebConfig { listen: web_listen },
             sftp,
-            turn: TurnConfig {
-                listen: turn_listen,
-                relay_ports,
-            },
+            turn,
         }),
         _ => Err(problems),
     }
+}
+
+fn turn(root: &Table, problems: &mut Vec<Problem>) -> Option<TurnConfig> {
+    let mut turn = Section::new(root, "turn");
+    let listen = turn.string_or("listen", ([0, 0, 0, 0], 3478).into(), values::socket_addr);
+    let tls_listen = turn.optional_string("tls_listen", values::socket_addr);
+    let relay_ports = turn.string_or(
+        "relay_ports",
+        PortRange {
+            first: 49152,
+            last: 65535,
+        },
+        values::port_range,
+    );
+    let realm = turn.string_or("realm", "tapline".to_owned(), values::turn_realm);
+    let secret = turn.optional_secret("secret", values::turn_secret);
+    let users = turn.secret_list("users", values::turn_user);
+    let users = users.and_then(|users| match values::repeated_turn_user(&users) {
+        Some(name) => {
+            problems.push(Problem {
+                key: "turn.users".to_owned(),
+                value: None,
+                reason: format!("names the user \"{name}\" twice"),
+            });
+            None
+        }
+        None => Some(users),
+    });
+    let allowed_peers = turn.string_list("allowed_peers", values::network);
+    let danger_allow_loopback_peers = turn.bool_or("danger_allow_loopback_peers", false);
+    turn.finish(problems);
+    Some(TurnConfig {
+        listen: listen?,
+        tls_listen: tls_listen?,
+        relay_ports: relay_ports?,
+        realm: realm?,
+        secret: secret?,
+        users: users?,
+        allowed_peers: allowed_peers?,
+        danger_allow_loopback_peers: danger_allow_loopback_peers?,
+    })
 }
 
 fn sftp(root: &Table, problems: &mut Vec<Problem>) -> Option<SftpConfig> {
@@ -367,6 +395,77 @@ impl<'t> Section<'t> {
             None => Some(default),
             Some(value) => self.parse_string(key, value, parse),
         }
+    }
+
+    /// A true or false with a default; `None` means the key was present but unusable.
+    fn bool_or(&mut self, key: &'static str, default: bool) -> Option<bool> {
+        match self.value(key) {
+            None => Some(default),
+            Some(Value::Boolean(b)) => Some(*b),
+            Some(other) => {
+                let reason = format!("expected true or false, found {}", other.type_str());
+                self.problem(key, Some(other), reason);
+                None
+            }
+        }
+    }
+
+    /// A secret string that may be absent. A problem with it never repeats the value, so no
+    /// secret reaches a log through an error message.
+    fn optional_secret<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        match self.value(key) {
+            None => Some(None),
+            Some(Value::String(text)) => match parse(text) {
+                Ok(parsed) => Some(Some(parsed)),
+                Err(reason) => {
+                    self.problem(key, None, reason);
+                    None
+                }
+            },
+            Some(other) => {
+                let reason = format!("expected a string, found {}", other.type_str());
+                self.problem(key, None, reason);
+                None
+            }
+        }
+    }
+
+    /// A list of strings holding secrets; problems name the item, never its text.
+    fn secret_list<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        let items = match self.value(key) {
+            None => return Some(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                let reason = format!("expected a list of strings, found {}", other.type_str());
+                self.problem(key, None, reason);
+                return None;
+            }
+        };
+        let mut parsed = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (index, item) in items.iter().enumerate() {
+            let item_key = format!("{key}[{index}]");
+            let result = match item {
+                Value::String(text) => parse(text),
+                other => Err(format!("expected a string, found {}", other.type_str())),
+            };
+            match result {
+                Ok(value) => parsed.push(value),
+                Err(reason) => {
+                    self.problem(&item_key, None, reason);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(parsed)
     }
 
     /// A string that may be absent; the outer `None` means present but unusable.

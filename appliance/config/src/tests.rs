@@ -400,3 +400,77 @@ fn sftp_limits_and_retention_have_defaults_and_bounds() {
         check_error(&format!("{MINIMAL}{text}"), expected);
     }
 }
+
+#[test]
+fn turn_keys_read_as_documented_and_secrets_never_show() {
+    let text = format!(
+        "{MINIMAL}[turn]\nlisten = \"0.0.0.0:3478\"\ntls_listen = \"0.0.0.0:5349\"\n\
+         relay_ports = \"49152-65535\"\nrealm = \"tapline\"\n\
+         secret = \"a shared secret of some length\"\n\
+         users = [\"alice:alice's password\"]\nallowed_peers = [\"10.0.0.0/8\", \"fd00::/8\"]\n\
+         danger_allow_loopback_peers = false\n"
+    );
+    let config = parse(&text).unwrap();
+    let turn = &config.turn;
+    assert_eq!(turn.tls_listen, Some("0.0.0.0:5349".parse().unwrap()));
+    assert_eq!(turn.realm, "tapline");
+    assert_eq!(
+        turn.secret.as_ref().map(Secret::expose),
+        Some("a shared secret of some length")
+    );
+    assert_eq!(turn.users[0].name, "alice");
+    assert_eq!(turn.users[0].password.expose(), "alice's password");
+    assert_eq!(turn.allowed_peers.len(), 2);
+    assert!(!turn.danger_allow_loopback_peers);
+
+    let shown = format!("{config:?}\n{}", config.effective_toml());
+    assert!(!shown.contains("shared secret"), "{shown}");
+    assert!(!shown.contains("alice's password"), "{shown}");
+    assert!(
+        shown.contains("# users: alice (passwords not shown)"),
+        "{shown}"
+    );
+
+    let defaults = parse(MINIMAL).unwrap().turn;
+    assert_eq!(defaults.realm, "tapline");
+    assert!(defaults.secret.is_none() && defaults.users.is_empty());
+    assert!(defaults.allowed_peers.is_empty() && !defaults.danger_allow_loopback_peers);
+}
+
+#[test]
+fn bad_turn_values_name_the_key_but_never_a_secret() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[turn]\nsecret = \"short one\"\n",
+            "tapline.toml: key `turn.secret`: must be at least 16 characters (the value is not \
+             shown)",
+        ),
+        (
+            "[turn]\nusers = [\"alice-without-a-password\"]\n",
+            "tapline.toml: key `turn.users[0]`: expected \"name:password\" (the value is not \
+             shown)",
+        ),
+        (
+            "[turn]\nusers = [\"alice:long enough pass\", \"ALICE:another long pass\"]\n",
+            "tapline.toml: key `turn.users`: names the user \"ALICE\" twice",
+        ),
+        (
+            "[turn]\nallowed_peers = [\"10.0.0.1/8\"]\n",
+            "tapline.toml: key `turn.allowed_peers[0]` = \"10.0.0.1/8\": 10.0.0.1/8 has bits set \
+             after the prefix; did you mean 10.0.0.0/8?",
+        ),
+        (
+            "[turn]\ndanger_allow_loopback_peers = \"yes\"\n",
+            "tapline.toml: key `turn.danger_allow_loopback_peers` = \"yes\": expected true or \
+             false, found string",
+        ),
+        (
+            "[turn]\nrealm = \"\"\n",
+            "tapline.toml: key `turn.realm` = \"\": must be 1 to 127 printable ASCII characters \
+             without quotes or backslashes",
+        ),
+    ];
+    for (text, expected) in cases {
+        check_error(&format!("{MINIMAL}{text}"), expected);
+    }
+}

@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::{Secret, TurnUser};
+
 /// An inclusive range of UDP ports, written `"first-last"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortRange {
@@ -218,4 +220,69 @@ pub(crate) fn usable_directory(dir: &Path) -> Result<(), String> {
         }
         Err(err) => Err(format!("cannot be examined: {err}")),
     }
+}
+
+/// A TURN realm: printable ASCII without quotes or backslashes (it travels in a quoted string),
+/// 1 to 127 characters (RFC 8489 section 14.9).
+pub(crate) fn turn_realm(s: &str) -> Result<String, String> {
+    let ok = (1..=127).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 1 to 127 printable ASCII characters without quotes or backslashes".to_owned())
+    }
+}
+
+/// The TURN REST API shared secret: long enough not to be guessed.
+pub(crate) fn turn_secret(s: &str) -> Result<Secret, String> {
+    if s.chars().count() < 16 {
+        return Err("must be at least 16 characters (the value is not shown)".to_owned());
+    }
+    Ok(Secret::new(s.to_owned()))
+}
+
+/// A static TURN user, `name:password`.
+pub(crate) fn turn_user(s: &str) -> Result<TurnUser, String> {
+    let Some((name, password)) = s.split_once(':') else {
+        return Err("expected \"name:password\" (the value is not shown)".to_owned());
+    };
+    let name_ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if !name_ok {
+        return Err(
+            "the name before ':' must be 1 to 64 letters, digits, '.', '_', '-' or '@'".to_owned(),
+        );
+    }
+    if password.chars().count() < 12 {
+        return Err(format!(
+            "the password of \"{name}\" must be at least 12 characters"
+        ));
+    }
+    Ok(TurnUser {
+        name: name.to_owned(),
+        password: Secret::new(password.to_owned()),
+    })
+}
+
+/// A network in CIDR form, such as `10.0.0.0/8` or `fd00::/8`.
+pub(crate) fn network(s: &str) -> Result<tapline_turn::Network, String> {
+    use tapline_turn::policy::NetworkError;
+    s.parse().map_err(|err: NetworkError| match err {
+        NetworkError::HostBits(..) => err.to_string(),
+        _ => format!("{err}: expected a network such as \"10.0.0.0/8\" or \"fd00::/8\""),
+    })
+}
+
+/// The first user name given twice (names ignore case), if any.
+pub(crate) fn repeated_turn_user(users: &[TurnUser]) -> Option<&str> {
+    users.iter().enumerate().find_map(|(i, user)| {
+        users[..i]
+            .iter()
+            .any(|earlier| earlier.name.eq_ignore_ascii_case(&user.name))
+            .then_some(user.name.as_str())
+    })
 }
