@@ -191,6 +191,24 @@ impl Call {
         )
     }
 
+    /// A REFER in this dialog asking the other party to call `target` instead; with
+    /// `replaces`, an attended transfer onto that dialog (RFC 3891, escaped into the URI).
+    pub fn refer(&self, target: &str, replaces: Option<&Call>) -> Vec<u8> {
+        let refer_to = match replaces {
+            Some(other) => format!(
+                "Refer-To: <{target}?Replaces={}%3Bto-tag%3D{}%3Bfrom-tag%3D{}>",
+                other.call_id, other.callee_tag, other.caller_tag
+            ),
+            None => format!("Refer-To: <{target}>"),
+        };
+        let start = format!(
+            "REFER sip:{}@{} SIP/2.0",
+            self.caller.user,
+            self.caller.sip.ip()
+        );
+        self.message(&start, "5 REFER", true, &[refer_to], "")
+    }
+
     pub fn bye_from_caller(&self) -> Vec<u8> {
         let start = format!(
             "BYE sip:{}@{} SIP/2.0",

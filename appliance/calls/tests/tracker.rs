@@ -690,3 +690,20 @@ fn sip_over_tls_connections_are_listed_once_each() {
     );
     assert_eq!(tracker.stats.tls_segments, 4);
 }
+
+#[test]
+fn a_refer_names_where_the_call_was_transferred() {
+    let call = Call::new("call-refer@198.51.100.20", phone(), pbx());
+    let (mut capture, _) = Capture::call(&call, 50);
+    capture.sip(
+        ms(1500),
+        call.callee,
+        call.caller,
+        call.refer("sip:2002@198.51.100.30", None),
+    );
+    let events = capture.run(&mut Tracker::new());
+    let Some(Event::Ended(ended)) = events.last() else {
+        panic!("last event: {:?}", events.last())
+    };
+    assert_eq!(ended.referred_to.as_deref(), Some("sip:2002@198.51.100.30"));
+}

@@ -283,6 +283,48 @@ fn a_call_with_encrypted_media_is_listed_with_its_reason() {
 }
 
 #[test]
+fn an_attended_transfer_links_the_new_leg_to_the_one_it_replaces() {
+    let mut rig = Rig::new("");
+    // The customer's call to the agent, the agent's consultation call, then the REFER with
+    // Replaces and the customer's new INVITE that takes over the consultation's dialog.
+    let customer = call(1);
+    let consultation = call(2);
+    let mut transferred = call(3);
+    transferred.invite_headers = vec![format!(
+        "Replaces: {};to-tag={};from-tag={}",
+        consultation.call_id, consultation.callee_tag, consultation.caller_tag
+    )];
+    let at = |ms: u64| T0 + Duration::from_millis(ms);
+    rig.answer(&customer, at(0));
+    rig.answer(&consultation, at(200));
+    rig.frame(
+        at(400),
+        sip(
+            customer.callee,
+            customer.caller,
+            customer.refer("sip:2002@198.51.100.30", Some(&consultation)),
+        ),
+    );
+    rig.answer(&transferred, at(600));
+    rig.bye(&customer, at(700));
+    rig.bye(&consultation, at(800));
+    rig.bye(&transferred, at(1500));
+    rig.feed(Input::Timeout(at(2600)));
+    assert_eq!(
+        rig.column::<Option<String>>(&transferred, "parent_transaction_id"),
+        Some(consultation.call_id.clone())
+    );
+    assert_eq!(
+        rig.column::<Option<String>>(&customer, "parent_transaction_id"),
+        None
+    );
+    assert_eq!(
+        rig.query::<String>("SELECT status FROM recordings"),
+        ["complete", "complete", "complete"]
+    );
+}
+
+#[test]
 fn a_percentage_of_zero_records_nothing_but_says_why() {
     let mut rig = Rig::new("[recording]\npercentage = 0\n");
     rig.call(&call(1), T0);
