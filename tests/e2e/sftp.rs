@@ -787,6 +787,12 @@ fn a_client_dropped_mid_download_leaves_the_server_serving() {
         partial.params.contains("\"ended\":\"the session ended\""),
         "{partial:?}"
     );
+    // The open was recorded on its own as well, as it happened.
+    let started = &rig.wait_for_audit("Download started", 1)[0];
+    assert_eq!(
+        (started.object.as_str(), started.username.as_str()),
+        (RECORDING, AUDITOR)
+    );
 
     let out = rig.openssh_batch(AUDITOR, &format!("get {RECORDING}\n"));
     assert!(out.status.success(), "{}", text(&out.stderr));

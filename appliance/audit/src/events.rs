@@ -14,6 +14,9 @@ pub const LOCKOUT: &str = "Lockout";
 pub const LOCKOUT_LIFTED: &str = "Lockout lifted";
 pub const LIST_DIRECTORY: &str = "List directory";
 pub const DOWNLOAD: &str = "Download";
+/// A file opened for download: written at once, so a download cut short by a crash of the
+/// appliance still leaves a trace of who began it.
+pub const DOWNLOAD_STARTED: &str = "Download started";
 pub const WRITE_REFUSED: &str = "Write refused";
 pub const CREATED: &str = "Created";
 pub const UPDATED: &str = "Updated";

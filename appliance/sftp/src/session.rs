@@ -192,12 +192,18 @@ impl SftpSession {
             Op::Open { path, .. } => {
                 let path = JailPath::parse(&path)?;
                 let (file, _) = self.jail.open_file(&path)?;
+                let object = path.to_string();
                 let open = Open::File(OpenFile {
                     file,
                     path,
                     transfer: Transfer::default(),
                 });
                 encode::handle(out, id, self.insert(open)?);
+                activity.push(Activity {
+                    sub_event: events::DOWNLOAD_STARTED,
+                    object,
+                    params: json!({}),
+                });
             }
             Op::Opendir { path } => {
                 let path = JailPath::parse(&path)?;
