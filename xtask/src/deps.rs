@@ -3,6 +3,7 @@
 //! As root the missing ones are installed with apt-get; otherwise the exact command is printed
 //! and the task stops, because a half-equipped machine gives confusing failures later.
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -40,6 +41,10 @@ pub(crate) const TEST: &[&str] = &[
     "lftp",
     "python3-paramiko",
     "libreoffice-calc-nogui",
+    // turnutils_stunclient, turnutils_uclient and turnutils_peer: STUN and TURN clients and
+    // an echo peer for the relay. Its own server is masked before installing, so it never
+    // starts (see `mask_services`).
+    "coturn",
 ];
 
 /// The anchors the benchmarks compare against (tshark; OpenSSH's `sftp-server` behind its
@@ -69,6 +74,7 @@ pub(crate) fn ensure(packages: &[&str]) -> anyhow::Result<()> {
         );
     }
     eprintln!("xtask: installing {}", missing.join(" "));
+    mask_services(&missing)?;
     run(Command::new("apt-get").arg("update").arg("-q"))?;
     run(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
@@ -77,6 +83,26 @@ pub(crate) fn ensure(packages: &[&str]) -> anyhow::Result<()> {
     let still: Vec<&str> = missing.into_iter().filter(|p| !installed(p)).collect();
     if !still.is_empty() {
         bail!("apt-get did not install: {}", still.join(" "));
+    }
+    Ok(())
+}
+
+/// Packages installed only for their clients whose servers must not start: their systemd
+/// units are masked (linked to /dev/null) before the package is installed, so its scripts
+/// cannot start them. A unit already masked or present is left as it is.
+fn mask_services(missing: &[&str]) -> anyhow::Result<()> {
+    const SERVICES: &[(&str, &str)] = &[("coturn", "coturn.service")];
+    let dir = Path::new("/etc/systemd/system");
+    for (package, unit) in SERVICES {
+        if !missing.contains(package) {
+            continue;
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let link = dir.join(unit);
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink("/dev/null", &link)
+                .with_context(|| format!("cannot mask {unit}"))?;
+        }
     }
     Ok(())
 }

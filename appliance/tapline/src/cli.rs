@@ -74,6 +74,13 @@ pub(crate) enum Command {
     /// Writes `Index/Iyyyymmdd.csv` and its detailed companion, and their copies in the
     /// day's `S` directory, atomically; running it again gives the same files.
     Index(IndexArgs),
+
+    /// Run the STUN/TURN relay alone (for benchmarks and test rigs).
+    ///
+    /// Serves `[turn]` over UDP and nothing else: no capture, web listener or database.
+    /// Prints a `listening:` line once bound, and stops on SIGTERM or SIGINT. Without
+    /// `turn.secret`, the TURN REST secret is generated once and kept in the data directory.
+    Turn,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod demo;
 mod index_cmd;
 mod logging;
 mod recording;
+mod turn_cmd;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
             let config = tapline_config::Config::load(&cli.config)?;
             index_cmd::run(&config, args.date)
         }),
+        Command::Turn => logging::init().and_then(|()| turn_cmd::run_from_file(&cli.config)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

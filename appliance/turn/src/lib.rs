@@ -33,6 +33,7 @@ pub mod framing;
 pub mod policy;
 pub mod ports;
 pub mod server;
+pub mod shell;
 pub mod stun;
 
 pub use allocation::{AllocationId, EndReason, FiveTuple, Flow, Summary, Transport};
