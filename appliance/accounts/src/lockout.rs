@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tapline_store::rusqlite::{self, Connection, OptionalExtension, Transaction};
+use tapline_store::utc_text;
 
 /// Failures older than this no longer count towards a lockout.
 const FAILURE_MEMORY: Duration = Duration::from_secs(24 * 3600);
@@ -63,7 +64,7 @@ pub fn record_failure(
     tx.execute(
         "DELETE FROM login_lockouts
          WHERE last_failure < ?1 AND (locked_until IS NULL OR locked_until < ?2)",
-        (format_time(forget_before), format_time(now)),
+        (utc_text(forget_before), utc_text(now)),
     )?;
     let name = stored_name(name);
     let previous: Option<(u32, Option<String>)> = tx
@@ -97,8 +98,8 @@ pub fn record_failure(
         (
             name,
             failures,
-            format_time(now),
-            newly_locked.map(format_time),
+            utc_text(now),
+            newly_locked.map(utc_text),
             still_locked,
         ),
     )?;
@@ -129,7 +130,7 @@ pub fn locked(conn: &Connection, now: Timestamp) -> rusqlite::Result<Vec<Lockout
         "SELECT name, failures, locked_until FROM login_lockouts
          WHERE locked_until > ?1 ORDER BY name",
     )?;
-    let rows = statement.query_map([format_time(now)], |row| {
+    let rows = statement.query_map([utc_text(now)], |row| {
         Ok((
             row.get::<_, String>(0)?,
             row.get::<_, u32>(1)?,
@@ -155,11 +156,6 @@ fn stored_name(name: &str) -> &str {
         Some((cut, _)) => &name[..cut],
         None => name,
     }
-}
-
-/// Fixed-width UTC text, so that SQLite's text comparison orders times correctly.
-fn format_time(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
 #[cfg(test)]

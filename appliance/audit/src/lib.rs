@@ -134,7 +134,7 @@ pub fn append_at(
     let params = canonical_params(&entry.params);
     let mut row = Row {
         id,
-        created_at: format_time(created_at),
+        created_at: tapline_store::utc_text(created_at),
         username: entry.username.to_owned(),
         user_ip: entry.user_ip.to_owned(),
         event: entry.event.to_owned(),
@@ -321,10 +321,6 @@ pub fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 /// The columns [`read_row`] expects, in order, for callers building their own queries.
 pub const COLUMNS: &str = "id, created_at, username, user_ip, event, sub_event, event_object, \
                            comments, request_uri, params, prev_hash, row_hash";
-
-fn format_time(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
-}
 
 /// Params are stored as compact JSON with sorted keys (serde_json's default map), so the
 /// same details always give the same text and the same hash. Anything but an object is

@@ -113,17 +113,7 @@ fn parse_compact(digits: &str) -> Option<Date> {
 /// ISO 8601 in UTC with microseconds: the form `recordings` rows store times in, so that
 /// comparing the text compares the instants.
 pub(crate) fn iso_utc(at: Timestamp) -> String {
-    let utc = TimeZone::UTC.to_datetime(at);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        utc.year(),
-        utc.month(),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second(),
-        utc.subsec_nanosecond() / 1000
-    )
+    tapline_store::utc_text(at)
 }
 
 #[cfg(test)]

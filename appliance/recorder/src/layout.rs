@@ -34,10 +34,7 @@ pub fn file_name(at: Duration, sequence: u32) -> String {
 
 /// ISO 8601 in UTC with microseconds, the form rows store times in.
 pub(crate) fn iso_utc(at: Duration) -> String {
-    timestamp(at)
-        .to_zoned(TimeZone::UTC)
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    tapline_store::utc_text(timestamp(at))
 }
 
 /// Remembers the next free sequence of the latest second, so that a thousand calls answered

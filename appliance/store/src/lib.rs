@@ -70,6 +70,12 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// A time as rows store it: UTC, ISO 8601 with microseconds (`2026-11-21T14:03:12.250000Z`).
+/// The width is fixed, so comparing the text in SQL compares the instants.
+pub fn utc_text(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
 /// The open database.
 #[derive(Debug)]
 pub struct Store {
