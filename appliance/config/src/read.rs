@@ -440,19 +440,30 @@ impl<'t> Section<'t> {
         key: &'static str,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Option<Vec<T>> {
+        self.list(key, parse, false)
+    }
+
+    /// A list of strings, each parsed; with `show_values` false, problems leave the value
+    /// out of their message.
+    fn list<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+        show_values: bool,
+    ) -> Option<Vec<T>> {
+        let shown = |value| show_values.then_some(value);
         let items = match self.value(key) {
             None => return Some(Vec::new()),
             Some(Value::Array(items)) => items,
             Some(other) => {
                 let reason = format!("expected a list of strings, found {}", other.type_str());
-                self.problem(key, None, reason);
+                self.problem(key, shown(other), reason);
                 return None;
             }
         };
         let mut parsed = Vec::with_capacity(items.len());
         let mut ok = true;
         for (index, item) in items.iter().enumerate() {
-            let item_key = format!("{key}[{index}]");
             let result = match item {
                 Value::String(text) => parse(text),
                 other => Err(format!("expected a string, found {}", other.type_str())),
@@ -460,7 +471,7 @@ impl<'t> Section<'t> {
             match result {
                 Ok(value) => parsed.push(value),
                 Err(reason) => {
-                    self.problem(&item_key, None, reason);
+                    self.problem(&format!("{key}[{index}]"), shown(item), reason);
                     ok = false;
                 }
             }
@@ -486,35 +497,7 @@ impl<'t> Section<'t> {
         key: &'static str,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Option<Vec<T>> {
-        let items = match self.value(key) {
-            None => return Some(Vec::new()),
-            Some(Value::Array(items)) => items,
-            Some(other) => {
-                let reason = format!("expected a list of strings, found {}", other.type_str());
-                self.problem(key, Some(other), reason);
-                return None;
-            }
-        };
-        let mut parsed = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for (index, item) in items.iter().enumerate() {
-            let item_key = format!("{key}[{index}]");
-            match item {
-                Value::String(s) => match parse(s) {
-                    Ok(value) => parsed.push(value),
-                    Err(reason) => {
-                        self.problem(&item_key, Some(item), reason);
-                        ok = false;
-                    }
-                },
-                other => {
-                    let reason = format!("expected a string, found {}", other.type_str());
-                    self.problem(&item_key, Some(other), reason);
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(parsed)
+        self.list(key, parse, true)
     }
 
     /// A further check on a value already read, reported against the same key.
