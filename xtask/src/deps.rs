@@ -21,7 +21,8 @@ pub(crate) const BUILD: &[&str] = &["build-essential", "pkg-config", "libopus-de
 /// - iproute2, ethtool: network namespaces, veth pairs and `tc` mirroring for capture tests;
 /// - sip-tester (SIPp) and sox: real calls with real audio across those namespaces;
 /// - openssh-client (`sftp`, `ssh-keygen`), lftp and python3-paramiko: three SFTP clients;
-/// - libreoffice-calc-nogui: a spreadsheet reading the index files back.
+/// - libreoffice-calc-nogui: a spreadsheet reading the index files back;
+/// - chromium and chromium-driver: a real browser for the web UI and WebRTC through the relay.
 pub(crate) const TEST: &[&str] = &[
     "systemd",
     "curl",
@@ -45,10 +46,14 @@ pub(crate) const TEST: &[&str] = &[
     // an echo peer for the relay. Its own server is masked before installing, so it never
     // starts (see `mask_services`).
     "coturn",
+    "chromium",
+    "chromium-driver",
+    "fonts-dejavu-core",
 ];
 
 /// The anchors the benchmarks compare against (tshark; OpenSSH's `sftp-server` behind its
-/// own `sshd`, with its `sftp` client), GNU time for peak memory, taskset to pin them,
+/// own `sshd`, with its `sftp` client; coturn's `turnserver` and its `turnutils_uclient` load),
+/// wrk for HTTP load, GNU time for peak memory, taskset to pin them,
 /// and iproute2 for the network namespaces and veth pair the live capture runs across.
 pub(crate) const BENCH: &[&str] = &[
     "tshark",
@@ -58,6 +63,8 @@ pub(crate) const BENCH: &[&str] = &[
     "openssh-client",
     "openssh-sftp-server",
     "openssh-server",
+    "coturn",
+    "wrk",
 ];
 
 pub(crate) fn ensure(packages: &[&str]) -> anyhow::Result<()> {
