@@ -73,11 +73,15 @@ fn call_id(n: usize) -> String {
     format!("tapline-span-{n}@{PHONE_IP}")
 }
 
+/// The tests here share the machine's two cores with SIPp and tapline: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn calls_mirrored_to_the_span_port_are_recorded_exactly() {
     if !privileged() {
         return;
     }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     require_peers();
     let net = Topology::create();
@@ -111,6 +115,360 @@ fn calls_mirrored_to_the_span_port_are_recorded_exactly() {
         check_call(n + 1, script, row, sipp, &audio[n]);
     }
     eprintln!("span test took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The attended transfer's scenarios (RFC 5589): see README.md there.
+const TRANSFER_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sipp-transfer");
+
+/// The customer (the transferee), the agent (the transferor) and a colleague (the target).
+const CUSTOMER_IP: &str = "198.51.100.10";
+const AGENT_IP: &str = "198.51.100.20";
+const COLLEAGUE_IP: &str = "198.51.100.30";
+
+/// One call of the transfer: its name in the scenarios (the audio files are
+/// `<caller>.pcap` and `<callee>.pcap`), each party's tone, and its RTP streams.
+struct Leg {
+    caller: &'static str,
+    callee: &'static str,
+    caller_hz: u32,
+    callee_hz: u32,
+    rtp: [(u32, u16, u32); 2],
+}
+
+/// The customer's call to the agent (x), the agent's consultation with the colleague (y),
+/// and the customer's call to the colleague that replaces it (z). Every party plays 2 s.
+const LEGS: [Leg; 3] = [
+    Leg {
+        caller: "customer-x",
+        callee: "agent-x",
+        caller_hz: 440,
+        callee_hz: 1020,
+        rtp: [
+            (0x7A11_0001, 0x0101, 0x1111_0000),
+            (0x7A11_0002, 0x0202, 0x2222_0000),
+        ],
+    },
+    Leg {
+        caller: "agent-y",
+        callee: "colleague-y",
+        caller_hz: 530,
+        callee_hz: 860,
+        rtp: [
+            (0x7A11_0003, 0x0303, 0x3333_0000),
+            (0x7A11_0004, 0x0404, 0x4444_0000),
+        ],
+    },
+    Leg {
+        caller: "customer-z",
+        callee: "colleague-z",
+        caller_hz: 620,
+        callee_hz: 940,
+        rtp: [
+            (0x7A11_0005, 0xFFF0, 0xFFFF_F000),
+            (0x7A11_0006, 0x0606, 0x6666_0000),
+        ],
+    },
+];
+const LEG_TALK_S: u32 = 2;
+
+/// The Call-IDs, as the scenarios' `-cid_str` make them (the REFER and the Replaces header
+/// name the consultation's).
+const CUSTOMER_CALL: &str = "tapline-xfer-1@198.51.100.10";
+const CONSULTATION: &str = "tapline-consult@198.51.100.20";
+const REPLACING_CALL: &str = "tapline-replaces-1@198.51.100.10";
+
+#[test]
+fn an_attended_transfer_is_recorded_as_three_linked_calls() {
+    if !privileged() {
+        return;
+    }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    require_peers();
+    let net = Switch::create();
+    let appliance = Appliance::new("[capture]\ninterfaces = [\"span0\"]\n");
+    let work = appliance.path().join("sipp");
+    std::fs::create_dir(&work).unwrap();
+    let audio: Vec<Audio> = LEGS
+        .iter()
+        .map(|leg| {
+            let (caller_packets, caller_pcm) =
+                make_tone(&work, leg.caller, leg.caller_hz, LEG_TALK_S, leg.rtp[0]);
+            let (callee_packets, callee_pcm) =
+                make_tone(&work, leg.callee, leg.callee_hz, LEG_TALK_S, leg.rtp[1]);
+            Audio {
+                caller_packets,
+                callee_packets,
+                caller_pcm,
+                callee_pcm,
+            }
+        })
+        .collect();
+
+    let daemon = start_tapline_in(net.exec(&net.tap, tapline_bin()), &appliance);
+    let seen = transfer(&net, &work);
+    let calls = [CUSTOMER_CALL, CONSULTATION, REPLACING_CALL];
+    eventually_or_log(&daemon, Duration::from_secs(20), "complete rows", || {
+        let rows = recording_rows(&appliance.data_dir());
+        let complete = |id: &&str| {
+            rows.iter()
+                .any(|r| r.sip_call_id == *id && r.status == "complete")
+        };
+        calls.iter().all(complete).then_some(())
+    });
+    let mut daemon = daemon;
+    daemon.stop(Signal::TERM);
+
+    let rows = recording_rows(&appliance.data_dir());
+    assert_eq!(rows.len(), 3, "one row per call: {rows:?}");
+    let links = transfer_links(&appliance.data_dir());
+    eprintln!("transaction id, parent, holds: {links:?}");
+    // The replacing call names the consultation it replaced; the customer's first call was
+    // put on hold once, the others never.
+    assert_eq!(
+        links,
+        [
+            (CUSTOMER_CALL.to_owned(), None, Some(1)),
+            (CONSULTATION.to_owned(), None, Some(0)),
+            (
+                REPLACING_CALL.to_owned(),
+                Some(CONSULTATION.to_owned()),
+                Some(0)
+            ),
+        ]
+    );
+    let tones: Vec<u32> = LEGS
+        .iter()
+        .flat_map(|leg| [leg.caller_hz, leg.callee_hz])
+        .collect();
+    let ends = ["bye from callee", "bye from callee", "bye from caller"];
+    for (((leg, id), end), audio) in LEGS.iter().zip(calls).zip(ends).zip(&audio) {
+        let row = rows.iter().find(|r| r.sip_call_id == id).unwrap();
+        check_recording(
+            &format!("{} to {}", leg.caller, leg.callee),
+            [leg.caller_hz, leg.callee_hz],
+            &tones,
+            end,
+            row,
+            &seen[id],
+            audio,
+        );
+    }
+    eprintln!(
+        "transfer test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Each recording's transaction id, parent transaction id and hold count, in the order the
+/// calls were answered, as the daily index and an auditor read them.
+fn transfer_links(data_dir: &Path) -> Vec<(String, Option<String>, Option<i64>)> {
+    let db = tapline_store::rusqlite::Connection::open(data_dir.join("tapline.db")).unwrap();
+    let mut statement = db
+        .prepare(
+            "SELECT transaction_id, parent_transaction_id, hold_count FROM recordings
+             ORDER BY answered_at",
+        )
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Runs the five SIPp processes of the transfer (see the scenarios' README.md) and returns
+/// when each call was answered and ended, from the log of the party that placed it.
+fn transfer(net: &Switch, work: &Path) -> HashMap<String, SeenBySipp> {
+    let scenario = |name: &str| Path::new(TRANSFER_DATA).join(format!("{name}.xml"));
+    let sipp = |namespace: &str| net.exec(namespace, "sipp");
+    let mut colleague = Sipp::spawn(
+        sipp(&net.colleague),
+        "colleague",
+        &scenario("colleague"),
+        work,
+        &format!("-i {COLLEAGUE_IP} -p 5060 -mi {COLLEAGUE_IP} -mp 20000 -m 2"),
+    );
+    let mut agent = Sipp::spawn(
+        sipp(&net.agent),
+        "agent-answer",
+        &scenario("agent-answer"),
+        work,
+        &format!("-i {AGENT_IP} -p 5060 -mi {AGENT_IP} -mp 16384 -m 1"),
+    );
+    for namespace in [&net.colleague, &net.agent] {
+        eventually(Duration::from_secs(10), "SIPp to listen", || {
+            let listening = run(net.exec(namespace, "ss").args(["-Hlun", "sport = :5060"]));
+            (!listening.trim().is_empty()).then_some(())
+        });
+    }
+    // The two calls placed later wait inside their scenarios, timed from now.
+    let mut consult = Sipp::spawn(
+        sipp(&net.agent),
+        "agent-consult",
+        &scenario("agent-consult"),
+        work,
+        &format!(
+            "{COLLEAGUE_IP}:5060 -i {AGENT_IP} -p 5062 -mi {AGENT_IP} -mp 16484 -m 1 \
+             -cid_str tapline-consult@%s"
+        ),
+    );
+    let mut replacing = Sipp::spawn(
+        sipp(&net.customer),
+        "customer-transfer",
+        &scenario("customer-transfer"),
+        work,
+        &format!(
+            "{COLLEAGUE_IP}:5060 -i {CUSTOMER_IP} -p 5062 -mi {CUSTOMER_IP} -mp 10100 -m 1 \
+             -cid_str tapline-replaces-%u@%s"
+        ),
+    );
+    let mut customer = Sipp::spawn(
+        sipp(&net.customer),
+        "customer-call",
+        &scenario("customer-call"),
+        work,
+        &format!(
+            "{AGENT_IP}:5060 -i {CUSTOMER_IP} -p 5060 -mi {CUSTOMER_IP} -mp 10000 -m 1 \
+             -cid_str tapline-xfer-%u@%s"
+        ),
+    );
+    for process in [
+        &mut customer,
+        &mut replacing,
+        &mut consult,
+        &mut agent,
+        &mut colleague,
+    ] {
+        process.wait(Duration::from_secs(30));
+    }
+    let mut seen = HashMap::new();
+    for log in ["customer-call", "agent-consult", "customer-transfer"] {
+        let text = std::fs::read_to_string(work.join(format!("{log}-messages.log"))).unwrap();
+        seen.extend(sipp_call_times(&text));
+    }
+    for id in [CUSTOMER_CALL, CONSULTATION, REPLACING_CALL] {
+        let call = seen.get(id).copied().unwrap_or_default();
+        assert!(
+            call.answered.is_some() && call.bye.is_some(),
+            "SIPp's logs have no 200 OK or BYE for {id}: {seen:?}"
+        );
+    }
+    seen
+}
+
+/// A switch of three ports, each mirrored to the SPAN port: the customer's, the agent's and
+/// the colleague's phones each in a namespace of its own, deleted on drop.
+///
+/// ```text
+///  customer ns 198.51.100.10 a0 ── swa ┐
+///  agent ns    198.51.100.20 b0 ── swb ├─ br0 (switch ns)   every frame entering swa, swb
+///  colleague   198.51.100.30 c0 ── swc ┘                    or swc is copied out of mir0
+///                                        mir0 <── veth ──> span0 (no address)  tap ns
+/// ```
+///
+/// Mirroring each port's ingress copies every frame exactly once: it enters the switch at the
+/// port of the phone that sent it.
+struct Switch {
+    customer: String,
+    agent: String,
+    colleague: String,
+    switch: String,
+    tap: String,
+}
+
+impl Switch {
+    fn create() -> Switch {
+        let pid = std::process::id();
+        let name = |role: &str| format!("tapline-xfer-{pid}-{role}");
+        // The guard exists before anything is made, so a failure half-way still cleans up.
+        let net = Switch {
+            customer: name("customer"),
+            agent: name("agent"),
+            colleague: name("colleague"),
+            switch: name("switch"),
+            tap: name("tap"),
+        };
+        let switch = net.switch.as_str();
+        for namespace in net.namespaces() {
+            ip(&format!("netns add {namespace}"));
+            ip(&format!("-n {namespace} link set lo up"));
+        }
+        ip(&format!(
+            "-n {switch} link add br0 type bridge stp_state 0 forward_delay 0"
+        ));
+        ip(&format!("-n {switch} link set br0 addrgenmode none up"));
+        // The SPAN port: span0 has no address, so only a passive capture sees anything there.
+        ip(&format!(
+            "-n {switch} link add mir0 type veth peer name span0 netns {tap}",
+            tap = net.tap
+        ));
+        ip(&format!("-n {switch} link set mir0 addrgenmode none up"));
+        ip(&format!(
+            "-n {} link set span0 addrgenmode none up",
+            net.tap
+        ));
+        for (namespace, host, port, address) in [
+            (&net.customer, "a0", "swa", CUSTOMER_IP),
+            (&net.agent, "b0", "swb", AGENT_IP),
+            (&net.colleague, "c0", "swc", COLLEAGUE_IP),
+        ] {
+            ip(&format!(
+                "-n {switch} link add {port} type veth peer name {host} netns {namespace}"
+            ));
+            ip(&format!(
+                "-n {namespace} address add {address}/24 dev {host}"
+            ));
+            // Checksums filled in by the kernel, as on a wire (see `Topology::create`).
+            run(net
+                .exec(namespace, "ethtool")
+                .args(["-K", host, "tx", "off"]));
+            ip(&format!(
+                "-n {namespace} link set {host} addrgenmode none up"
+            ));
+            ip(&format!("-n {switch} link set {port} master br0"));
+            ip(&format!("-n {switch} link set {port} addrgenmode none up"));
+            tc(switch, &format!("qdisc add dev {port} clsact"));
+            tc(
+                switch,
+                &format!(
+                    "filter add dev {port} ingress u32 match u32 0 0 \
+                     action mirred egress mirror dev mir0"
+                ),
+            );
+        }
+        net
+    }
+
+    fn namespaces(&self) -> [&String; 5] {
+        [
+            &self.customer,
+            &self.agent,
+            &self.colleague,
+            &self.switch,
+            &self.tap,
+        ]
+    }
+
+    /// `program` in `namespace`.
+    fn exec(&self, namespace: &str, program: impl AsRef<OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", namespace]).arg(program);
+        command
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        for namespace in self.namespaces() {
+            let deleted = Command::new("ip")
+                .args(["netns", "delete", namespace])
+                .status();
+            if !deleted.as_ref().is_ok_and(|status| status.success()) {
+                eprintln!("could not delete network namespace {namespace}: {deleted:?}");
+            }
+        }
+    }
 }
 
 /// Whether to go on: without root the test fails, naming what it needs, unless told to skip.
@@ -415,7 +773,12 @@ fn write_rtp_pcap(path: &Path, audio: &[u8], (ssrc, seq0, ts0): (u32, u16, u32))
 
 /// Starts `tapline run` in the tap namespace and waits until it captures on span0.
 fn start_tapline(net: &Topology, appliance: &Appliance) -> Daemon {
-    let mut command = net.exec(&net.tap, tapline_bin());
+    start_tapline_in(net.exec(&net.tap, tapline_bin()), appliance)
+}
+
+/// Starts `command` (tapline, in the tap namespace) as `tapline run`, and waits until it
+/// captures on span0.
+fn start_tapline_in(mut command: Command, appliance: &Appliance) -> Daemon {
     command
         .args(["run", "--config"])
         .arg(&appliance.config)
@@ -443,10 +806,20 @@ impl Sipp {
     /// SIPp in `namespace`, running the scenario `name` (`uac` or `uas`) with `args` (split at
     /// spaces), its output and logs in `work`.
     fn start(net: &Topology, namespace: &str, name: &'static str, work: &Path, args: &str) -> Sipp {
-        let log = work.join(format!("{name}.out"));
         let scenario = Path::new(SIPP_DATA).join(format!("{name}.xml"));
-        let child = net
-            .exec(namespace, "sipp")
+        Sipp::spawn(net.exec(namespace, "sipp"), name, &scenario, work, args)
+    }
+
+    /// `sipp` (as `command`, in its namespace) running `scenario` under `name`.
+    fn spawn(
+        mut command: Command,
+        name: &'static str,
+        scenario: &Path,
+        work: &Path,
+        args: &str,
+    ) -> Sipp {
+        let log = work.join(format!("{name}.out"));
+        let child = command
             .args(args.split_whitespace())
             .arg("-sf")
             .arg(scenario)
@@ -515,8 +888,8 @@ impl Drop for Sipp {
     }
 }
 
-/// When SIPp saw a call answered (the 200 OK reaching the phone) and hung up (the BYE
-/// leaving it), in seconds on the phone's clock.
+/// When SIPp saw a call answered (the 200 OK reaching the caller) and hung up (the BYE
+/// leaving or reaching it), in seconds on the machine's clock.
 #[derive(Debug, Clone, Copy, Default)]
 struct SeenBySipp {
     answered: Option<f64>,
@@ -601,7 +974,8 @@ fn sipp_call_times(log: &str) -> HashMap<String, SeenBySipp> {
         {
             call.answered.get_or_insert(seconds);
         }
-        if direction.contains("sent") && start.starts_with("BYE ") {
+        // The call ends with the first BYE, whichever party sends it.
+        if start.starts_with("BYE ") {
             call.bye.get_or_insert(seconds);
         }
     }
@@ -773,32 +1147,59 @@ fn allowed_step(hz: u32, peak: f64) -> f64 {
 /// Everything about one finished call.
 #[track_caller]
 fn check_call(n: usize, script: &Script, row: &RecordingRow, sipp: &SeenBySipp, audio: &Audio) {
+    let tones: Vec<u32> = CALLS
+        .iter()
+        .map(|s| s.caller_hz)
+        .chain(CALLS.iter().map(|s| s.callee_hz))
+        .collect();
+    check_recording(
+        &format!("call {n}"),
+        [script.caller_hz, script.callee_hz],
+        &tones,
+        "bye from caller",
+        row,
+        sipp,
+        audio,
+    );
+}
+
+/// Everything about one finished call, `label` in messages: its row (ended with
+/// `end_reason`, every packet counted, none lost, size and hash), its length against what
+/// SIPp saw, and each channel: the tone of its party (`hz`, caller first) and none of the
+/// other `tones`, sample for sample what SIPp sent, and no clicks.
+#[track_caller]
+fn check_recording(
+    label: &str,
+    hz: [u32; 2],
+    tones: &[u32],
+    end_reason: &str,
+    row: &RecordingRow,
+    sipp: &SeenBySipp,
+    audio: &Audio,
+) {
+    let n = label;
     assert_eq!(row.status, "complete", "{row:?}");
     assert_eq!(row.source, "span", "{row:?}");
-    assert_eq!(
-        row.end_reason.as_deref(),
-        Some("bye from caller"),
-        "{row:?}"
-    );
+    assert_eq!(row.end_reason.as_deref(), Some(end_reason), "{row:?}");
 
     // The recording runs from the 200 OK to the BYE, which the SPAN port sees within a
     // fraction of a millisecond of SIPp; 0.1 s leaves room for SIPp being scheduled late
-    // when it logs a message on a busy machine, and is still far under the 300 ms the phone
-    // stays on the line after its audio, or the 2 s between the two calls' lengths.
+    // when it logs a message on a busy machine, and is still far under the 300 ms a phone
+    // stays on the line after its audio, or the seconds between two calls' lengths.
     let expected = sipp.bye.unwrap() - sipp.answered.unwrap();
     let duration = row.duration_ms.unwrap() as f64 / 1000.0;
     assert!(
         (duration - expected).abs() < 0.1,
-        "call {n}: duration {duration} s, SIPp saw {expected:.3} s from 200 OK to BYE"
+        "{n}: duration {duration} s, SIPp saw {expected:.3} s from 200 OK to BYE"
     );
     assert_eq!(
         row.packets,
         (Some(audio.caller_packets), Some(audio.callee_packets)),
-        "call {n}: every packet SIPp sent each way: {row:?}"
+        "{n}: every packet SIPp sent each way: {row:?}"
     );
-    assert_eq!(row.lost, (Some(0), Some(0)), "call {n}: {row:?}");
+    assert_eq!(row.lost, (Some(0), Some(0)), "{n}: {row:?}");
     eprintln!(
-        "call {n}: duration {duration:.3} s (SIPp: {expected:.3} s from 200 OK to BYE), \
+        "{n}: duration {duration:.3} s (SIPp: {expected:.3} s from 200 OK to BYE), \
          packets {:?}/{:?} (SIPp sent {}/{}), lost 0/0",
         row.packets.0, row.packets.1, audio.caller_packets, audio.callee_packets
     );
@@ -809,35 +1210,26 @@ fn check_call(n: usize, script: &Script, row: &RecordingRow, sipp: &SeenBySipp, 
     assert_eq!(
         row.sha256.as_deref(),
         Some(sha256sum(&row.path).as_str()),
-        "call {n}: the row's SHA-256 is the file's"
+        "{n}: the row's SHA-256 is the file's"
     );
 
-    let tones: Vec<u32> = CALLS
-        .iter()
-        .map(|s| s.caller_hz)
-        .chain(CALLS.iter().map(|s| s.callee_hz))
-        .collect();
-    let report = inspect(&row.path, [&audio.caller_pcm, &audio.callee_pcm], &tones);
-    assert_eq!(
-        (report.channels, report.rate),
-        (2, RATE),
-        "call {n}: {report:?}"
-    );
+    let report = inspect(&row.path, [&audio.caller_pcm, &audio.callee_pcm], tones);
+    assert_eq!((report.channels, report.rate), (2, RATE), "{n}: {report:?}");
     // The file ends where the call does; the two differ only by rounding (to a sample, and
     // to a millisecond).
     let length = report.frames as f64 / f64::from(RATE);
     assert!(
         (length - duration).abs() < 0.002,
-        "call {n}: the file is as long as the call ({duration} s): {report:?}"
+        "{n}: the file is as long as the call ({duration} s): {report:?}"
     );
 
     for (side, hz, name) in [
-        (&report.sides[0], script.caller_hz, "caller (left)"),
-        (&report.sides[1], script.callee_hz, "callee (right)"),
+        (&report.sides[0], hz[0], "caller (left)"),
+        (&report.sides[1], hz[1], "callee (right)"),
     ] {
         let allowed = allowed_step(hz, side.peak);
         eprintln!(
-            "call {n} {name}: {hz} Hz, talk {:.3}-{:.3} s, peak {}, max step {} at {:.4} s \
+            "{n} {name}: {hz} Hz, talk {:.3}-{:.3} s, peak {}, max step {} at {:.4} s \
              (allowed {allowed:.0}), {} samples differ from what SIPp sent, shares {:?}",
             side.start as f64 / f64::from(RATE),
             side.end as f64 / f64::from(RATE),
@@ -850,12 +1242,12 @@ fn check_call(n: usize, script: &Script, row: &RecordingRow, sipp: &SeenBySipp, 
         // The talk starts within a moment of the answer: RTP flows as soon as the ACK does.
         assert!(
             side.start < u64::from(RATE) / 10,
-            "call {n} {name}: talk starts {} samples in: {report:?}",
+            "{n} {name}: talk starts {} samples in: {report:?}",
             side.start
         );
         assert!(
             side.max_step <= allowed,
-            "call {n} {name}: a click: a step of {} at sample {} ({:.4} s), where a clean \
+            "{n} {name}: a click: a step of {} at sample {} ({:.4} s), where a clean \
              {hz} Hz tone of peak {} moves at most {allowed:.0}: {report:?}",
             side.max_step,
             side.max_step_at,
@@ -864,18 +1256,15 @@ fn check_call(n: usize, script: &Script, row: &RecordingRow, sipp: &SeenBySipp, 
         );
         assert_eq!(
             side.mismatches, 0,
-            "call {n} {name}: the talk is sample for sample what SIPp sent: {report:?}"
+            "{n} {name}: the talk is sample for sample what SIPp sent: {report:?}"
         );
         for &(tone, share) in &side.shares {
             if tone == hz {
-                assert!(
-                    share > 0.95,
-                    "call {n} {name}: {tone} Hz dominates: {report:?}"
-                );
+                assert!(share > 0.95, "{n} {name}: {tone} Hz dominates: {report:?}");
             } else {
                 assert!(
                     share < 0.01,
-                    "call {n} {name}: no {tone} Hz from the other party or the other call: \
+                    "{n} {name}: no {tone} Hz from the other party or the other call: \
                      {report:?}"
                 );
             }

@@ -190,9 +190,9 @@ impl Stats {
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    calls: FastMap<String, Call>,
-    /// RTP address to (Call-ID, the party that receives there).
-    routes: FastMap<SocketAddr, (String, Side)>,
+    calls: Calls,
+    /// RTP address to (the call's slot in `calls`, the party that receives there).
+    routes: FastMap<SocketAddr, (usize, Side)>,
     reassembler: ip::Reassembler,
     tcp: StreamReassembler,
     /// Bytes of SIP over TCP not yet framed into messages, per stream direction.
@@ -280,6 +280,71 @@ impl Call {
     }
 }
 
+/// The calls being tracked, found by Call-ID for SIP and by slot for RTP: a packet's route
+/// leads straight to its call, without hashing and comparing the Call-ID again for every
+/// packet. A slot is reused only after its call is forgotten, and forgetting a call removes
+/// the routes that lead to it.
+#[derive(Debug, Default)]
+struct Calls {
+    slots: Vec<Option<Call>>,
+    free: Vec<usize>,
+    by_call_id: FastMap<String, usize>,
+}
+
+impl Calls {
+    fn len(&self) -> usize {
+        self.by_call_id.len()
+    }
+
+    fn contains_key(&self, call_id: &str) -> bool {
+        self.by_call_id.contains_key(call_id)
+    }
+
+    fn slot(&self, call_id: &str) -> Option<usize> {
+        self.by_call_id.get(call_id).copied()
+    }
+
+    fn get(&self, call_id: &str) -> Option<&Call> {
+        self.slots.get(self.slot(call_id)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, call_id: &str) -> Option<&mut Call> {
+        let slot = self.slot(call_id)?;
+        self.at_mut(slot)
+    }
+
+    fn at_mut(&mut self, slot: usize) -> Option<&mut Call> {
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.by_call_id.keys()
+    }
+
+    fn insert(&mut self, call_id: String, call: Call) {
+        // Callers look first; a Call-ID inserted twice would replace its call, as in a map.
+        self.remove(&call_id);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(call);
+                slot
+            }
+            None => {
+                self.slots.push(Some(call));
+                self.slots.len() - 1
+            }
+        };
+        self.by_call_id.insert(call_id, slot);
+    }
+
+    fn remove(&mut self, call_id: &str) -> Option<(usize, Call)> {
+        let slot = self.by_call_id.remove(call_id)?;
+        let call = self.slots.get_mut(slot)?.take()?;
+        self.free.push(slot);
+        Some((slot, call))
+    }
+}
+
 impl Tracker {
     pub fn new() -> Tracker {
         Tracker::default()
@@ -356,19 +421,21 @@ impl Tracker {
         self.sip_streams.retain(|key, _| tcp.contains(key));
         self.tls_connections
             .retain(|_, seen| now.saturating_sub(*seen) < IDLE_TIMEOUT);
-        let ids: Vec<String> = self.calls.keys().cloned().collect();
-        for id in ids {
-            let Some(call) = self.calls.get(&id) else {
+        // By slot, so that the usual case, audio handed out, copies no Call-ID; a call ended
+        // here frees its slot, which no later slot of this loop can take.
+        for slot in 0..self.calls.slots.len() {
+            let Some(call) = self.calls.slots[slot].as_ref() else {
                 continue;
             };
             let quiet = now.saturating_sub(call.last_activity);
             match call.summary.answered_at {
                 Some(_) if quiet >= IDLE_TIMEOUT => {
-                    let end = call.last_activity;
+                    let (id, end) = (call.summary.sip_call_id.clone(), call.last_activity);
                     self.end_call(&id, end, EndReason::Idle);
                 }
-                Some(_) => self.flush(&id, now.saturating_sub(JITTER_ALLOWANCE)),
+                Some(_) => self.flush_slot(slot, now.saturating_sub(JITTER_ALLOWANCE)),
                 None if quiet >= SETUP_TIMEOUT => {
+                    let id = call.summary.sip_call_id.clone();
                     self.stats.calls_unanswered += 1;
                     self.forget(&id);
                 }
@@ -694,7 +761,9 @@ impl Tracker {
             if !call.routes.contains(&addr) {
                 call.routes.push(addr);
             }
-            self.routes.insert(addr, (call_id.to_owned(), sender));
+            if let Some(slot) = self.calls.slot(call_id) {
+                self.routes.insert(addr, (slot, sender));
+            }
         }
     }
 
@@ -734,8 +803,8 @@ impl Tracker {
         data: &[u8],
         raw: (u32, &[u8]),
     ) {
-        // Borrow the fields apart: the route's Call-ID is used in place, never copied, on
-        // this path that runs for every packet.
+        // Borrow the fields apart: the route leads to the call's slot, on this path that runs
+        // for every packet.
         let Tracker {
             calls,
             routes,
@@ -745,13 +814,15 @@ impl Tracker {
             events,
             ..
         } = self;
-        let (call_id, direction) = match (routes.get(&dst), routes.get(&src)) {
-            (Some((id, receiver)), _) => (id, receiver.voice_towards()),
-            (None, Some((id, sender))) => (id, sender.voice_of()),
-            (None, None) => {
-                stats.unmatched_udp += 1;
-                return;
-            }
+        // The source is looked up only when the destination is unknown: one lookup for
+        // nearly every packet.
+        let (slot, direction) = if let Some(&(slot, receiver)) = routes.get(&dst) {
+            (slot, receiver.voice_towards())
+        } else if let Some(&(slot, sender)) = routes.get(&src) {
+            (slot, sender.voice_of())
+        } else {
+            stats.unmatched_udp += 1;
+            return;
         };
         let packet = match rtp::parse(data) {
             Ok(packet) => packet,
@@ -761,7 +832,7 @@ impl Tracker {
             }
         };
         stats.rtp_packets += 1;
-        let Some(call) = calls.get_mut(call_id) else {
+        let Some(call) = calls.at_mut(slot) else {
             stats.unmatched_udp += 1;
             return;
         };
@@ -845,7 +916,14 @@ impl Tracker {
 
     /// Hands out the call's audio up to capture time `until`.
     fn flush(&mut self, call_id: &str, until: Duration) {
-        let Some(call) = self.calls.get_mut(call_id) else {
+        if let Some(slot) = self.calls.slot(call_id) {
+            self.flush_slot(slot, until);
+        }
+    }
+
+    /// Hands out the audio of the call in `slot` up to capture time `until`.
+    fn flush_slot(&mut self, slot: usize, until: Duration) {
+        let Some(call) = self.calls.at_mut(slot) else {
             return;
         };
         let (Some(answered_at), Some(timeline)) =
@@ -884,9 +962,9 @@ impl Tracker {
     }
 
     fn forget(&mut self, call_id: &str) {
-        if let Some(call) = self.calls.remove(call_id) {
+        if let Some((slot, call)) = self.calls.remove(call_id) {
             for addr in call.routes {
-                if self.routes.get(&addr).is_some_and(|(id, _)| id == call_id) {
+                if self.routes.get(&addr).is_some_and(|(to, _)| *to == slot) {
                     self.routes.remove(&addr);
                 }
             }
