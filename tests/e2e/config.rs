@@ -61,12 +61,15 @@ fn check_config_prints_the_configuration_in_force() {
              external_variable_1 = \"X-External-Variable-1\"\n\
              external_variable_2 = \"X-External-Variable-2\"\n\
              outdial_code = \"X-Outdial-Code\"\nwrap_up_code = \"X-Wrap-Up-Code\"\n\n\
-             [web]\nlisten = \"127.0.0.1:0\"\n\n\
+             [web]\nlisten = \"127.0.0.1:0\"\nidle_timeout_minutes = 30\n\
+             session_lifetime_hours = 12\n\
+             # http_redirect_listen: not set (no plain HTTP listener)\n\n\
              [sftp]\nlisten = \"127.0.0.1:0\"\nmax_connections = 64\n\
              max_connections_per_account = 8\nidle_timeout_seconds = 600\n\
              failures_before_lockout = 5\nlockout_minutes = 15\n\n\
              [turn]\nlisten = \"127.0.0.1:0\"\nrelay_ports = \"49152-65535\"\n\
              realm = \"tapline\"\nallowed_peers = []\ndanger_allow_loopback_peers = false\n\
+             max_allocations = 16384\nmax_allocations_per_user = 16\n\
              # secret: not set\n",
             appliance.data_dir().display()
         );

@@ -61,7 +61,7 @@ fn a_full_lifecycle_under_a_notify_socket() {
     assert!(
         ready
             .lines()
-            .any(|l| l == "STATUS=serving: web, sftp, index, audit-head"),
+            .any(|l| l == "STATUS=serving: web, sftp, index, audit-head, turn"),
         "{ready}"
     );
     assert_eq!(
@@ -89,7 +89,8 @@ fn a_full_lifecycle_under_a_notify_socket() {
             r#"{"name":"web","state":"running","ready":true,"restarts":0},"#,
             r#"{"name":"sftp","state":"running","ready":true,"restarts":0},"#,
             r#"{"name":"index","state":"running","ready":true,"restarts":0},"#,
-            r#"{"name":"audit-head","state":"running","ready":true,"restarts":0}]}"#
+            r#"{"name":"audit-head","state":"running","ready":true,"restarts":0},"#,
+            r#"{"name":"turn","state":"running","ready":true,"restarts":0}]}"#
         )
     );
     let (code, metrics) = https_get(&format!("{url}metrics"), &appliance.cert());
@@ -183,7 +184,7 @@ fn a_failing_service_restarts_with_backoff_while_the_web_keeps_serving() {
     // One broken service does not hold the rest hostage: READY=1 still comes.
     let ready = notify.wait_for(STARTUP, |m| m.lines().any(|l| l == "READY=1"));
     assert!(
-        ready.contains("STATUS=serving: web, sftp, index, audit-head; restarting: capture"),
+        ready.contains("STATUS=serving: web, sftp, index, audit-head, turn; restarting: capture"),
         "{ready}"
     );
     let url = daemon.web_url();
@@ -223,7 +224,7 @@ fn a_failing_service_restarts_with_backoff_while_the_web_keeps_serving() {
         (code == 200 && body.contains(r#""name":"capture","state":"running""#)).then_some(())
     });
     notify.wait_for(Duration::from_secs(5), |m| {
-        m == "STATUS=serving: capture, web, sftp, index, audit-head"
+        m == "STATUS=serving: capture, web, sftp, index, audit-head, turn"
     });
     let log = daemon.stderr();
     assert!(

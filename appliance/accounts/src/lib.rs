@@ -10,6 +10,7 @@ pub mod keys;
 pub mod lockout;
 pub mod login;
 mod permission;
+pub mod roles;
 pub mod throttle;
 
 use std::fmt;
@@ -21,7 +22,8 @@ use tapline_audit::{Actor, events};
 use tapline_store::Store;
 use tapline_store::rusqlite::{self, OptionalExtension};
 
-pub use permission::Permission;
+pub use permission::{Permission, UnknownPermission};
+pub use roles::{AccountRole, Permissions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {

@@ -2,6 +2,12 @@
 //! documentation describes for SFTP) and local accounts are checked here, in one place, for
 //! every service.
 //!
+//! - The tenant's name is the one in force: the configuration file's, unless the settings
+//!   page overrides it (`tapline_store::settings`), read at each login.
+//! - An account's role is resolved by [`crate::roles::resolve`], built-in or custom, as the
+//!   web UI resolves it.
+//! - A disabled account (`accounts.disabled_at` set) is refused like a wrong password.
+//!
 //! **Unknown names cost the same work as known ones**: a password is always checked against an
 //! Argon2id hash, a placeholder one when the name does not exist or lacks the permission, so
 //! the time taken does not tell which names exist.
@@ -10,9 +16,10 @@ use std::fmt;
 
 use tapline_audit::{Actor, events};
 use tapline_store::Store;
-use tapline_store::rusqlite::OptionalExtension;
+use tapline_store::rusqlite::{self, OptionalExtension};
 
-use crate::{AccountError, MIN_PASSWORD_LEN, Permission, Role, hash_password, verify_password};
+use crate::roles::{self, AccountRole};
+use crate::{AccountError, MIN_PASSWORD_LEN, Permission, hash_password, verify_password};
 
 /// Someone who has proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +30,7 @@ pub enum Principal {
     },
     Account {
         name: String,
-        role: Role,
+        role: AccountRole,
     },
 }
 
@@ -90,8 +97,9 @@ pub fn tenant_password_set(store: &Store) -> Result<bool, AccountError> {
     })?)
 }
 
-/// The principal `name` stands for, if it exists and holds `needs`; for public-key logins,
-/// whose proof is checked elsewhere.
+/// The principal `name` stands for, if it exists, is not disabled and holds `needs`; for
+/// public-key logins, whose proof is checked elsewhere. `tenant_name` is the configuration
+/// file's; an override saved in the web UI wins.
 pub fn principal(
     store: &Store,
     tenant_name: &str,
@@ -104,7 +112,9 @@ pub fn principal(
 }
 
 /// Checks `password` for `name`, and that the principal holds `needs`. `None` for a wrong
-/// password, an unknown name, or a principal without the permission, after the same work.
+/// password, an unknown name, a disabled account or a principal without the permission, after
+/// the same work. `tenant_name` is the configuration file's; an override saved in the web UI
+/// wins.
 pub fn check_password(
     store: &Store,
     tenant_name: &str,
@@ -121,45 +131,48 @@ pub fn check_password(
     Ok(principal.filter(|_| matches))
 }
 
-/// The principal and its password hash. The tenant's name wins over an account of the same
-/// name, which `tapline account add` refuses to create anyway.
+/// The principal and its password hash, in one read. The tenant's name wins over an account
+/// of the same name, which `tapline account add` and the web UI refuse to create anyway.
+/// Disabled accounts and accounts whose role resolves to nothing are `None`.
 fn lookup(
     store: &Store,
-    tenant_name: &str,
+    file_tenant_name: &str,
     name: &str,
 ) -> Result<Option<(Principal, Option<String>)>, AccountError> {
-    if name.eq_ignore_ascii_case(tenant_name) {
-        let hash: Option<String> = store.read(|conn| {
-            conn.query_row(
-                "SELECT password_hash FROM tenant_login WHERE id = 1",
-                [],
-                |row| row.get(0),
+    let found = store.read(|conn| -> rusqlite::Result<_> {
+        let tenant_name = tapline_store::settings::tenant_name(conn, file_tenant_name)?;
+        if name.eq_ignore_ascii_case(&tenant_name) {
+            let hash: Option<String> = conn
+                .query_row(
+                    "SELECT password_hash FROM tenant_login WHERE id = 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let principal = Principal::Tenant { name: tenant_name };
+            return Ok(Some((principal, hash)));
+        }
+        let row: Option<(String, String, Option<String>)> = conn
+            .query_row(
+                "SELECT name, role, password_hash FROM accounts
+                 WHERE name = ?1 AND disabled_at IS NULL",
+                [name],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
-            .optional()
-        })?;
-        let principal = Principal::Tenant {
-            name: tenant_name.to_owned(),
+            .optional()?;
+        let Some((name, role, hash)) = row else {
+            return Ok(None);
         };
-        return Ok(Some((principal, hash)));
-    }
-    let row: Option<(String, String, Option<String>)> = store.read(|conn| {
-        conn.query_row(
-            "SELECT name, role, password_hash FROM accounts WHERE name = ?1",
-            [name],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .optional()
+        // A role this release does not know (written by a newer one) grants nothing.
+        Ok(roles::resolve(conn, &role)?.map(|role| (Principal::Account { name, role }, hash)))
     })?;
-    Ok(row.and_then(|(name, role, hash)| {
-        // A role the catalogue does not know (written by a newer release) grants nothing.
-        let role = role.parse::<Role>().ok()?;
-        Some((Principal::Account { name, role }, hash))
-    }))
+    Ok(found)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Role;
 
     const TENANT: &str = "AcmeJets";
 
@@ -238,7 +251,7 @@ mod tests {
             audrey,
             Some(Principal::Account {
                 name: "audrey".into(),
-                role: Role::Auditor
+                role: AccountRole::BuiltIn(Role::Auditor)
             })
         );
         let sam = check_password(
@@ -259,5 +272,125 @@ mod tests {
             principal(&store, TENANT, "nobody", Permission::Sftp).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn disabled_accounts_are_refused_like_a_wrong_password() {
+        let (_dir, store) = store();
+        crate::upsert(
+            &store,
+            "audrey",
+            Role::Auditor,
+            "auditor password",
+            false,
+            &Actor::SYSTEM,
+        )
+        .unwrap();
+        let check = || {
+            check_password(
+                &store,
+                TENANT,
+                "audrey",
+                "auditor password",
+                Permission::Sftp,
+            )
+            .unwrap()
+        };
+        assert!(check().is_some());
+        store
+            .write(|tx| {
+                tx.execute(
+                    "UPDATE accounts SET disabled_at = '2026-01-01T00:00:00.000Z'
+                     WHERE name = 'audrey'",
+                    [],
+                )
+            })
+            .unwrap();
+        assert_eq!(check(), None);
+        assert_eq!(
+            principal(&store, TENANT, "audrey", Permission::Sftp).unwrap(),
+            None,
+            "nor by key"
+        );
+    }
+
+    #[test]
+    fn custom_roles_grant_what_they_list() {
+        let (_dir, store) = store();
+        store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO custom_roles (name, permissions, created_at, updated_at)
+                     VALUES ('Exporters', '[\"SFTP\"]', '2026-01-01T00:00:00.000Z',
+                             '2026-01-01T00:00:00.000Z'),
+                            ('Viewers', '[\"Recordings\"]', '2026-01-01T00:00:00.000Z',
+                             '2026-01-01T00:00:00.000Z')",
+                    [],
+                )
+            })
+            .unwrap();
+        for (name, role) in [("erin", "exporters"), ("vic", "Viewers")] {
+            let hash = hash_password("a long password here").unwrap();
+            store
+                .write(|tx| {
+                    tx.execute(
+                        "INSERT INTO accounts (name, role, password_hash, must_change_password,
+                                               created_at, updated_at)
+                         VALUES (?1, ?2, ?3, 0, '2026-01-01T00:00:00.000Z',
+                                 '2026-01-01T00:00:00.000Z')",
+                        (name, role, &hash),
+                    )
+                })
+                .unwrap();
+        }
+        let sftp = |name: &str| {
+            check_password(
+                &store,
+                TENANT,
+                name,
+                "a long password here",
+                Permission::Sftp,
+            )
+            .unwrap()
+        };
+        let erin = sftp("erin").unwrap();
+        assert!(
+            matches!(&erin, Principal::Account { role: AccountRole::Custom { name, .. }, .. }
+                if name == "Exporters")
+        );
+        assert!(!erin.has(Permission::Recordings));
+        assert_eq!(sftp("vic"), None, "Viewers do not hold SFTP");
+    }
+
+    #[test]
+    fn the_tenant_login_follows_the_tenant_name_in_force() {
+        let (_dir, store) = store();
+        set_tenant_password(&store, TENANT, "tenant sftp password", &Actor::SYSTEM).unwrap();
+        store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO settings (key, value, updated_at, updated_by)
+                     VALUES ('tenant.name', 'AcmeAir', '2026-01-01T00:00:00.000Z', 'root')",
+                    [],
+                )
+            })
+            .unwrap();
+        let check = |name: &str| {
+            check_password(
+                &store,
+                TENANT,
+                name,
+                "tenant sftp password",
+                Permission::Sftp,
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            check("acmeair"),
+            Some(Principal::Tenant {
+                name: "AcmeAir".into()
+            })
+        );
+        assert_eq!(check(TENANT), None, "the file's name no longer logs in");
     }
 }

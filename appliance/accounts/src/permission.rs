@@ -1,9 +1,10 @@
 //! The fixed catalogue of permissions, and which the built-in roles hold.
 //!
-//! Custom roles (named sets of these) come with the web UI's role editor; the catalogue is
-//! fixed because the server checks each permission by name in one place.
+//! Custom roles (named sets of these, [`crate::roles`]) are kept in the database; the
+//! catalogue is fixed because the server checks each permission by name in one place.
 
 use std::fmt;
+use std::str::FromStr;
 
 use crate::Role;
 
@@ -90,6 +91,23 @@ impl fmt::Display for Permission {
     }
 }
 
+/// A name the catalogue does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown permission \"{0}\"")]
+pub struct UnknownPermission(pub String);
+
+/// A permission by the name the catalogue gives it (exactly, as stored in custom roles).
+impl FromStr for Permission {
+    type Err = UnknownPermission;
+
+    fn from_str(s: &str) -> Result<Permission, UnknownPermission> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s.trim())
+            .ok_or_else(|| UnknownPermission(s.to_owned()))
+    }
+}
+
 impl Role {
     /// The permissions a built-in role is granted (before implication).
     pub fn granted(self) -> &'static [Permission] {
@@ -148,6 +166,18 @@ mod tests {
         assert!(Role::Auditor.has(Permission::ShowActivityLog));
         assert!(!Role::Supervisor.has(Permission::Sftp));
         assert!(!Role::Supervisor.has(Permission::Administration));
+    }
+
+    #[test]
+    fn permissions_parse_by_their_catalogue_names() {
+        for p in Permission::ALL {
+            assert_eq!(p.as_str().parse::<Permission>(), Ok(p));
+        }
+        assert_eq!(
+            "recordings".parse::<Permission>(),
+            Err(UnknownPermission("recordings".into())),
+            "stored names are exact"
+        );
     }
 
     #[test]

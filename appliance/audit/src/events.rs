@@ -7,6 +7,14 @@ pub const SFTP: &str = "SFTP";
 pub const ACCOUNT: &str = "Account";
 /// Recordings and index files: holds and retention.
 pub const RECORDINGS: &str = "Recordings";
+/// The agent directory: agents, groups, teams, device associations and supervisor scope.
+pub const DIRECTORY: &str = "Agent directory";
+/// Sign-in, sign-out and sessions in the web UI and the API.
+pub const WEB: &str = "Web";
+/// Custom roles.
+pub const ROLE: &str = "Role";
+/// Settings changed in the web UI, and the TLS certificate.
+pub const SETTINGS: &str = "Settings";
 
 pub const LOGIN: &str = "Login";
 pub const LOGIN_FAILED: &str = "Login failed";
@@ -20,7 +28,17 @@ pub const DOWNLOAD_STARTED: &str = "Download started";
 pub const WRITE_REFUSED: &str = "Write refused";
 pub const CREATED: &str = "Created";
 pub const UPDATED: &str = "Updated";
+pub const DELETED: &str = "Deleted";
+/// A CSV file applied to the agent directory, as one row for the whole file.
+pub const IMPORTED: &str = "Imported";
+pub const SCOPE_SET: &str = "Scope set";
 pub const PASSWORD_SET: &str = "Password set";
+pub const ROLE_CHANGED: &str = "Role changed";
+pub const DISABLED: &str = "Disabled";
+pub const ENABLED: &str = "Enabled";
+pub const LOGOUT: &str = "Logout";
+pub const LOGOUT_EVERYWHERE: &str = "Logout everywhere";
+pub const CERTIFICATE_REPLACED: &str = "Certificate replaced";
 pub const KEY_ADDED: &str = "Key added";
 pub const LEGAL_HOLD: &str = "Legal hold";
 pub const RETENTION_REMOVED: &str = "Removed by retention";

@@ -15,6 +15,7 @@
 
 mod chain;
 pub mod events;
+pub mod query;
 
 use std::fmt;
 

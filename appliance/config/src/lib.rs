@@ -136,6 +136,12 @@ impl HeaderMap {
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     pub listen: SocketAddr,
+    /// A signed-in session unused for this long is signed out.
+    pub idle_timeout_minutes: u32,
+    /// A session ends this long after sign-in, however busy.
+    pub session_lifetime_hours: u32,
+    /// Plain HTTP (usually port 80) that only redirects to HTTPS; none unless set.
+    pub http_redirect_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +165,10 @@ pub struct TurnConfig {
     pub listen: SocketAddr,
     /// TURN over TLS, with the web UI's certificate; none unless set.
     pub tls_listen: Option<SocketAddr>,
+    /// The address relayed sockets are bound to and clients are told (XOR-RELAYED-ADDRESS).
+    /// When unset: `listen`'s address, or, when that is unspecified (`0.0.0.0`, `::`), the
+    /// address of the interface holding the default route, chosen at start.
+    pub relay_address: Option<std::net::IpAddr>,
     pub relay_ports: PortRange,
     pub realm: String,
     /// The TURN REST API shared secret, if one is set.
@@ -170,6 +180,10 @@ pub struct TurnConfig {
     pub allowed_peers: Vec<tapline_turn::Network>,
     /// Lets loopback peers through, for test rigs and benchmarks only; logged as a warning.
     pub danger_allow_loopback_peers: bool,
+    /// Allocations alive at once, in total (486 or 508 beyond) and per user name (a REST
+    /// name counts by its whole `expiry:user` text). Relay ports are a limit too.
+    pub max_allocations: u32,
+    pub max_allocations_per_user: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,9 +309,17 @@ impl Config {
             out += &format!("{field} = {}\n", quote(header));
         }
         out += &format!(
-            "\n[web]\nlisten = {}\n\n",
-            quote(&self.web.listen.to_string())
+            "\n[web]\nlisten = {}\nidle_timeout_minutes = {}\nsession_lifetime_hours = {}\n",
+            quote(&self.web.listen.to_string()),
+            self.web.idle_timeout_minutes,
+            self.web.session_lifetime_hours
         );
+        match self.web.http_redirect_listen {
+            Some(addr) => {
+                out += &format!("http_redirect_listen = {}\n\n", quote(&addr.to_string()))
+            }
+            None => out += "# http_redirect_listen: not set (no plain HTTP listener)\n\n",
+        }
         out += &format!(
             "[sftp]\nlisten = {}\nmax_connections = {}\nmax_connections_per_account = {}\n\
              idle_timeout_seconds = {}\nfailures_before_lockout = {}\nlockout_minutes = {}\n\n",
@@ -317,6 +339,9 @@ impl Config {
         if let Some(tls_listen) = self.turn.tls_listen {
             out += &format!("tls_listen = {}\n", quote(&tls_listen.to_string()));
         }
+        if let Some(relay_address) = self.turn.relay_address {
+            out += &format!("relay_address = {}\n", quote(&relay_address.to_string()));
+        }
         let peers: Vec<String> = self
             .turn
             .allowed_peers
@@ -324,9 +349,12 @@ impl Config {
             .map(ToString::to_string)
             .collect();
         out += &format!(
-            "allowed_peers = {}\ndanger_allow_loopback_peers = {}\n",
+            "allowed_peers = {}\ndanger_allow_loopback_peers = {}\nmax_allocations = {}\n\
+             max_allocations_per_user = {}\n",
             list(&peers),
-            self.turn.danger_allow_loopback_peers
+            self.turn.danger_allow_loopback_peers,
+            self.turn.max_allocations,
+            self.turn.max_allocations_per_user
         );
         // Secrets are never printed: only whether they are set, as comments.
         out += match self.turn.secret {

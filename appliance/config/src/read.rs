@@ -81,7 +81,22 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
 
     let mut web = Section::new(root, "web");
     let web_listen = web.string_or("listen", ([0, 0, 0, 0], 443).into(), values::socket_addr);
+    let idle_timeout_minutes = web.integer_or("idle_timeout_minutes", 30, |n| {
+        values::whole_number(n, 1, 24 * 60)
+    });
+    let session_lifetime_hours = web.integer_or("session_lifetime_hours", 12, |n| {
+        values::whole_number(n, 1, 7 * 24)
+    });
+    let http_redirect_listen = web.optional_string("http_redirect_listen", values::socket_addr);
     web.finish(&mut problems);
+    let web_rest = match (
+        idle_timeout_minutes,
+        session_lifetime_hours,
+        http_redirect_listen,
+    ) {
+        (Some(idle), Some(lifetime), Some(redirect)) => Some((idle, lifetime, redirect)),
+        _ => None,
+    };
 
     let sftp = sftp(root, &mut problems);
     let sftp_listen = sftp.as_ref().map(|sftp| sftp.listen);
@@ -118,7 +133,7 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
         interfaces,
         replay,
         (format, percentage, header_map),
-        web_listen,
+        (web_listen, web_rest),
         sftp,
         turn,
     ) {
@@ -129,7 +144,7 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
             Some(interfaces),
             Some(replay),
             (Some(format), Some(percentage), Some(headers)),
-            Some(web_listen),
+            (Some(web_listen), Some((idle_timeout_minutes, session_lifetime_hours, http_redirect))),
             Some(sftp),
             Some(turn),
         ) if problems.is_empty() => Ok(Config {
@@ -145,7 +160,12 @@ pub(crate) fn config(root: &Table, base_dir: &Path) -> Result<Config, Vec<Proble
                 percentage,
                 headers,
             },
-            web: WebConfig { listen: web_listen },
+            web: WebConfig {
+                listen: web_listen,
+                idle_timeout_minutes,
+                session_lifetime_hours,
+                http_redirect_listen: http_redirect,
+            },
             sftp,
             turn,
         }),
@@ -157,6 +177,7 @@ fn turn(root: &Table, problems: &mut Vec<Problem>) -> Option<TurnConfig> {
     let mut turn = Section::new(root, "turn");
     let listen = turn.string_or("listen", ([0, 0, 0, 0], 3478).into(), values::socket_addr);
     let tls_listen = turn.optional_string("tls_listen", values::socket_addr);
+    let relay_address = turn.optional_string("relay_address", relay_address);
     let relay_ports = turn.string_or(
         "relay_ports",
         PortRange {
@@ -181,17 +202,41 @@ fn turn(root: &Table, problems: &mut Vec<Problem>) -> Option<TurnConfig> {
     });
     let allowed_peers = turn.string_list("allowed_peers", values::network);
     let danger_allow_loopback_peers = turn.bool_or("danger_allow_loopback_peers", false);
+    let max_allocations = turn.integer_or("max_allocations", 16_384, |n| {
+        values::whole_number(n, 1, 1_000_000)
+    });
+    let max_allocations_per_user = turn.integer_or("max_allocations_per_user", 16, |n| {
+        values::whole_number(n, 1, 1_000_000)
+    });
     turn.finish(problems);
     Some(TurnConfig {
         listen: listen?,
         tls_listen: tls_listen?,
+        relay_address: relay_address?,
         relay_ports: relay_ports?,
         realm: realm?,
         secret: secret?,
         users: users?,
         allowed_peers: allowed_peers?,
         danger_allow_loopback_peers: danger_allow_loopback_peers?,
+        max_allocations: max_allocations?,
+        max_allocations_per_user: max_allocations_per_user?,
     })
+}
+
+/// `turn.relay_address`: an address of this machine that clients can reach. Whether it is
+/// one of this machine's is checked at start, when the relay binds it.
+fn relay_address(s: &str) -> Result<std::net::IpAddr, String> {
+    let ip: std::net::IpAddr = s.parse().map_err(|_| {
+        "expected an IP address, such as \"192.0.2.10\" or \"2001:db8::10\"".to_owned()
+    })?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(format!(
+            "{ip} cannot be relayed from: give the unicast address clients reach this \
+             appliance at"
+        ));
+    }
+    Ok(ip)
 }
 
 fn sftp(root: &Table, problems: &mut Vec<Problem>) -> Option<SftpConfig> {

@@ -405,7 +405,7 @@ fn sftp_limits_and_retention_have_defaults_and_bounds() {
 fn turn_keys_read_as_documented_and_secrets_never_show() {
     let text = format!(
         "{MINIMAL}[turn]\nlisten = \"0.0.0.0:3478\"\ntls_listen = \"0.0.0.0:5349\"\n\
-         relay_ports = \"49152-65535\"\nrealm = \"tapline\"\n\
+         relay_address = \"192.0.2.10\"\nrelay_ports = \"49152-65535\"\nrealm = \"tapline\"\n\
          secret = \"a shared secret of some length\"\n\
          users = [\"alice:alice's password\"]\nallowed_peers = [\"10.0.0.0/8\", \"fd00::/8\"]\n\
          danger_allow_loopback_peers = false\n"
@@ -413,6 +413,7 @@ fn turn_keys_read_as_documented_and_secrets_never_show() {
     let config = parse(&text).unwrap();
     let turn = &config.turn;
     assert_eq!(turn.tls_listen, Some("0.0.0.0:5349".parse().unwrap()));
+    assert_eq!(turn.relay_address, Some("192.0.2.10".parse().unwrap()));
     assert_eq!(turn.realm, "tapline");
     assert_eq!(
         turn.secret.as_ref().map(Secret::expose),
@@ -435,6 +436,11 @@ fn turn_keys_read_as_documented_and_secrets_never_show() {
     assert_eq!(defaults.realm, "tapline");
     assert!(defaults.secret.is_none() && defaults.users.is_empty());
     assert!(defaults.allowed_peers.is_empty() && !defaults.danger_allow_loopback_peers);
+    assert_eq!(defaults.relay_address, None);
+    assert_eq!(
+        (defaults.max_allocations, defaults.max_allocations_per_user),
+        (16_384, 16)
+    );
 }
 
 #[test]
@@ -463,6 +469,21 @@ fn bad_turn_values_name_the_key_but_never_a_secret() {
             "[turn]\ndanger_allow_loopback_peers = \"yes\"\n",
             "tapline.toml: key `turn.danger_allow_loopback_peers` = \"yes\": expected true or \
              false, found string",
+        ),
+        (
+            "[turn]\nrelay_address = \"relay.example\"\n",
+            "tapline.toml: key `turn.relay_address` = \"relay.example\": expected an IP address, \
+             such as \"192.0.2.10\" or \"2001:db8::10\"",
+        ),
+        (
+            "[turn]\nmax_allocations_per_user = 0\n",
+            "tapline.toml: key `turn.max_allocations_per_user` = 0: expected a whole number from 1 to \
+             1000000",
+        ),
+        (
+            "[turn]\nrelay_address = \"0.0.0.0\"\n",
+            "tapline.toml: key `turn.relay_address` = \"0.0.0.0\": 0.0.0.0 cannot be relayed \
+             from: give the unicast address clients reach this appliance at",
         ),
         (
             "[turn]\nrealm = \"\"\n",

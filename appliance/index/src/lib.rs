@@ -38,6 +38,7 @@ mod query;
 mod render;
 pub mod retention;
 pub mod schedule;
+pub mod search;
 pub mod service;
 
 use std::path::{Path, PathBuf};

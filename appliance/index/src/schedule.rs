@@ -8,9 +8,9 @@
 //!     let report = generate_day(..day..);
 //!     schedule.handle_indexed(now, day, report.in_progress.len());
 //! }
-//! if let Some(today) = schedule.poll_retention(now, tz) {
+//! if let Some(today) = schedule.poll_retention(now, tz, retention_days) {
 //!     apply_retention(..today..);
-//!     schedule.handle_retention_done(today);
+//!     schedule.handle_retention_done(today, retention_days);
 //! }
 //! ```
 //!
@@ -22,7 +22,8 @@
 //! - A day indexed while some of its calls were still being recorded (a call across
 //!   midnight) is indexed again every [`RETRY_IN_PROGRESS`] until none is, for at most
 //!   [`RETRY_FOR`].
-//! - Retention runs once a local day, after the indexes, and at start-up.
+//! - Retention runs once a local day, after the indexes, and at start-up; and again at once
+//!   when the retention days in force change (an administrator saved another value).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,8 +57,8 @@ pub struct Known {
 pub struct Schedule {
     /// Days indexed while calls were in progress: when first indexed, when to look again.
     unsettled: BTreeMap<Date, (Timestamp, Timestamp)>,
-    /// The local day retention last ran on.
-    retention_ran_on: Option<Date>,
+    /// The local day retention last ran on, and with how many days.
+    retention_ran: Option<(Date, u32)>,
 }
 
 impl Schedule {
@@ -109,15 +110,21 @@ impl Schedule {
         self.unsettled.insert(day, (first, next));
     }
 
-    /// The local day to apply retention for, if it has not run yet today.
-    pub fn poll_retention(&self, now: Timestamp, tz: &TimeZone) -> Option<Date> {
+    /// The local day to apply retention for, if it has not run yet today with
+    /// `retention_days`.
+    pub fn poll_retention(
+        &self,
+        now: Timestamp,
+        tz: &TimeZone,
+        retention_days: u32,
+    ) -> Option<Date> {
         let today = local_day(now, tz);
-        (self.retention_ran_on != Some(today)).then_some(today)
+        (self.retention_ran != Some((today, retention_days))).then_some(today)
     }
 
-    /// Retention ran for local day `today`.
-    pub fn handle_retention_done(&mut self, today: Date) {
-        self.retention_ran_on = Some(today);
+    /// Retention ran for local day `today` with `retention_days`.
+    pub fn handle_retention_done(&mut self, today: Date, retention_days: u32) {
+        self.retention_ran = Some((today, retention_days));
     }
 }
 
@@ -272,17 +279,35 @@ mod tests {
         let tz = new_york();
         let today = date(2026, 3, 8);
         assert_eq!(
-            schedule.poll_retention(at("2026-03-08T14:00:00"), &tz),
+            schedule.poll_retention(at("2026-03-08T14:00:00"), &tz, 30),
             Some(today)
         );
-        schedule.handle_retention_done(today);
+        schedule.handle_retention_done(today, 30);
         assert_eq!(
-            schedule.poll_retention(at("2026-03-08T23:59:00"), &tz),
+            schedule.poll_retention(at("2026-03-08T23:59:00"), &tz, 30),
             None
         );
         assert_eq!(
-            schedule.poll_retention(at("2026-03-09T00:00:30"), &tz),
+            schedule.poll_retention(at("2026-03-09T00:00:30"), &tz, 30),
             Some(date(2026, 3, 9))
+        );
+    }
+
+    #[test]
+    fn retention_runs_again_when_its_days_change() {
+        let mut schedule = Schedule::default();
+        let tz = new_york();
+        let today = date(2026, 3, 8);
+        schedule.handle_retention_done(today, 30);
+        let later = at("2026-03-08T15:00:00");
+        assert_eq!(schedule.poll_retention(later, &tz, 30), None);
+        assert_eq!(schedule.poll_retention(later, &tz, 7), Some(today));
+        schedule.handle_retention_done(today, 7);
+        assert_eq!(schedule.poll_retention(later, &tz, 7), None);
+        assert_eq!(
+            schedule.poll_retention(later, &tz, 0),
+            Some(today),
+            "keeping for ever is a change too"
         );
     }
 }

@@ -48,6 +48,7 @@ use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use sha2::{Digest, Sha256};
 use tapline_calls::{CallSummary, Event, Tracker};
 use tapline_config::{RecordingConfig, RecordingFormat};
+use tapline_directory::device_map::{self, Attribution, CallParty, CallView, DeviceMap};
 use tapline_media::g711;
 use tapline_media::wav::{self, SampleFormat, WavSpec, WavWriter};
 use tapline_runtime::supervisor::error_chain as chain;
@@ -159,7 +160,19 @@ pub struct Recorder {
     space: Space,
     /// The latest time the recorder was given: when a recording is cut short.
     now: Duration,
+    directory: Directory,
     pub totals: Totals,
+}
+
+/// The agent directory as of its `version`: rebuilt when the version read at an answer
+/// differs, so a change made in the web UI applies from the next call.
+#[derive(Debug, Default)]
+struct Directory {
+    version: Option<i64>,
+    map: DeviceMap,
+    /// The latest refresh failed (logged once, until one works again); the map kept is the
+    /// last one read.
+    unreadable: bool,
 }
 
 /// The disk-full state and what it was decided on.
@@ -271,9 +284,11 @@ impl Recorder {
                 ..Space::default()
             },
             now: Duration::ZERO,
+            directory: Directory::default(),
             totals: Totals::default(),
         };
         recorder.repair_unfinished()?;
+        recorder.refresh_directory();
         // A restart on a full disk refuses from the first call.
         recorder.measure_space(Duration::ZERO);
         Ok(recorder)
@@ -395,9 +410,71 @@ impl Recorder {
         }
     }
 
+    /// Rebuilds the device map if the directory changed since it was read. A database
+    /// error keeps the map as it was: calls are still recorded, attributed as before.
+    fn refresh_directory(&mut self) {
+        let version = self.store.read(device_map::version);
+        let loaded = match version {
+            Ok(version) if Some(version) == self.directory.version => Ok(None),
+            Ok(version) => self
+                .store
+                .read(DeviceMap::load)
+                .map(|map| Some((version, map))),
+            Err(err) => Err(err),
+        };
+        match loaded {
+            Ok(fresh) => {
+                if let Some((version, map)) = fresh {
+                    tracing::info!(agents = map.agents(), version, "agent directory loaded");
+                    self.directory.version = Some(version);
+                    self.directory.map = map;
+                }
+                self.directory.unreadable = false;
+            }
+            Err(err) => {
+                if !self.directory.unreadable {
+                    tracing::error!(error = %chain(&err), "cannot read the agent directory: calls are attributed by the directory as last read");
+                }
+                self.directory.unreadable = true;
+            }
+        }
+    }
+
     fn start(&mut self, summary: &CallSummary) -> Result<(), RecorderError> {
         let answered = summary.answered_at.unwrap_or(summary.invited_at);
-        let (record, reason) = decide(&summary.sip_call_id, self.config.recording.percentage);
+        self.refresh_directory();
+        let caller_addresses: Vec<_> = summary.caller.signalling.into_iter().collect();
+        let callee_addresses: Vec<_> = summary.callee.signalling.into_iter().collect();
+        let view = CallView {
+            caller: CallParty {
+                uri: Some(summary.caller.uri.as_str()),
+                user: summary.caller.user.as_deref(),
+                addresses: &caller_addresses,
+            },
+            callee: CallParty {
+                uri: Some(summary.callee.uri.as_str()),
+                user: summary.callee.user.as_deref(),
+                addresses: &callee_addresses,
+            },
+            dialled: summary.dialled.as_deref(),
+        };
+        let attribution = self.directory.map.attribute(&view);
+        let agent = AgentColumns::of(attribution.as_ref());
+        let (record, reason) = match attribution
+            .as_ref()
+            .and_then(|a| a.matched.agent.recording_percentage.map(|p| (a, p)))
+        {
+            Some((a, percentage)) => decide(
+                &summary.sip_call_id,
+                percentage,
+                &format!("agent {}'s recording percentage", a.matched.agent.agent_id),
+            ),
+            None => decide(
+                &summary.sip_call_id,
+                self.config.recording.percentage,
+                "recording percentage",
+            ),
+        };
         if !record {
             self.totals.not_selected += 1;
             self.store.write(|tx| {
@@ -428,51 +505,18 @@ impl Recorder {
             }
             Err(err) => return Err(err),
         };
-        let metadata: Vec<Option<&str>> = self
-            .config
-            .recording
-            .headers
-            .iter()
-            .map(|(_, header)| invite_header(summary, header))
-            .collect();
         let row = self.store.write(|tx| {
-            tx.execute(
-                "INSERT INTO recordings (file_name, directory, status, source, answered_at,
-                     transaction_id, sip_call_id, parent_transaction_id, caller_uri, caller_number,
-                     caller_name, callee_uri, called_number, sample_rate, channels, format,
-                     record_reason)
-                 VALUES (?1, ?2, 'recording', ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 2, ?13, ?14)",
-                rusqlite::params![
-                    name,
-                    directory,
-                    self.config.source,
-                    layout::iso_utc(answered),
-                    summary.sip_call_id,
-                    summary.replaces,
-                    summary.caller.uri,
-                    summary.caller.user,
-                    summary.caller.display_name,
-                    summary.callee.uri,
-                    summary.dialled.as_ref().or(summary.callee.user.as_ref()),
-                    summary.sample_rate,
-                    self.config.recording.format.as_str(),
-                    reason,
-                ],
-            )?;
-            let row = tx.last_insert_rowid();
-            // The metadata columns are named as the [recording.headers] fields, a fixed list
-            // (HeaderMap::FIELDS), so the column name in this statement is never input.
-            for ((field, _), value) in self.config.recording.headers.iter().zip(&metadata) {
-                if let Some(value) = value {
-                    tx.execute(&format!("UPDATE recordings SET {field} = ?2 WHERE id = ?1"), (row, value))?;
-                }
-            }
-            tx.execute(
-                "INSERT INTO call_decisions (sip_call_id, answered_at, recorded, reason, file_name)
-                 VALUES (?1, ?2, 1, ?3, ?4)",
-                (&summary.sip_call_id, layout::iso_utc(answered), &reason, &name),
-            )?;
-            Ok::<_, rusqlite::Error>(row)
+            self.insert_row(
+                tx,
+                summary,
+                &RowStart {
+                    answered,
+                    directory: &directory,
+                    name: &name,
+                    reason: &reason,
+                    agent: &agent,
+                },
+            )
         });
         let row = match row {
             Ok(row) => row,
@@ -497,6 +541,72 @@ impl Recorder {
             },
         );
         Ok(())
+    }
+
+    /// Inserts a recorded call's row, with the metadata its INVITE's headers carry, and its
+    /// decision.
+    fn insert_row(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        summary: &CallSummary,
+        start: &RowStart<'_>,
+    ) -> rusqlite::Result<i64> {
+        let agent = start.agent;
+        tx.execute(
+            "INSERT INTO recordings (file_name, directory, status, source, answered_at,
+                 transaction_id, sip_call_id, parent_transaction_id, caller_uri, caller_number,
+                 caller_name, callee_uri, called_number, sample_rate, channels, format,
+                 record_reason, agent_ref, agent_id, agent_name, agent_extension, call_type,
+                 customer_number)
+             VALUES (?1, ?2, 'recording', ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 2, ?13,
+                     ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            rusqlite::params![
+                start.name,
+                start.directory,
+                self.config.source,
+                layout::iso_utc(start.answered),
+                summary.sip_call_id,
+                summary.replaces,
+                summary.caller.uri,
+                summary.caller.user,
+                summary.caller.display_name,
+                summary.callee.uri,
+                summary.dialled.as_ref().or(summary.callee.user.as_ref()),
+                summary.sample_rate,
+                self.config.recording.format.as_str(),
+                start.reason,
+                agent.agent_ref,
+                agent.agent_id,
+                agent.agent_name,
+                agent.agent_extension,
+                agent.call_type,
+                agent.customer_number,
+            ],
+        )?;
+        let row = tx.last_insert_rowid();
+        // The metadata columns are named as the [recording.headers] fields, a fixed list
+        // (HeaderMap::FIELDS), so the column name in this statement is never input.
+        for (field, header) in
+            tapline_store::settings::sip_headers(tx, self.config.recording.headers.iter())?
+        {
+            if let Some(value) = invite_header(summary, &header) {
+                tx.execute(
+                    &format!("UPDATE recordings SET {field} = ?2 WHERE id = ?1"),
+                    (row, value),
+                )?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO call_decisions (sip_call_id, answered_at, recorded, reason, file_name)
+             VALUES (?1, ?2, 1, ?3, ?4)",
+            (
+                &summary.sip_call_id,
+                layout::iso_utc(start.answered),
+                start.reason,
+                start.name,
+            ),
+        )?;
+        Ok(row)
     }
 
     /// Creates a call's file, its header durable: directory, name, path and writer. On error
@@ -1037,25 +1147,65 @@ impl Recorder {
     }
 }
 
-/// Whether to record a call, and why. The choice hangs on the Call-ID alone, so the same
-/// call always gets the same answer (replaying a capture records the same calls), and calls
-/// fall evenly into the 100 buckets.
-fn decide(sip_call_id: &str, percentage: u8) -> (bool, String) {
+/// What a recording's row starts with, beside its call.
+struct RowStart<'a> {
+    answered: Duration,
+    directory: &'a str,
+    name: &'a str,
+    reason: &'a str,
+    agent: &'a AgentColumns,
+}
+
+/// The `recordings` columns the agent directory fills: all empty for a call no agent's
+/// device took part in. Headers named in `[recording.headers]` (`agent_name`, `call_type`)
+/// are applied after these and win, as the phone system knows its own calls best.
+#[derive(Debug, Default)]
+struct AgentColumns {
+    agent_ref: Option<i64>,
+    agent_id: Option<String>,
+    agent_name: Option<String>,
+    agent_extension: Option<String>,
+    call_type: Option<&'static str>,
+    customer_number: Option<String>,
+}
+
+impl AgentColumns {
+    fn of(attribution: Option<&Attribution<'_>>) -> AgentColumns {
+        let Some(a) = attribution else {
+            return AgentColumns::default();
+        };
+        let agent = a.matched.agent;
+        AgentColumns {
+            agent_ref: Some(agent.id),
+            agent_id: Some(agent.agent_id.clone()),
+            agent_name: Some(agent.name.clone()),
+            agent_extension: a.matched.extension().map(str::to_owned),
+            call_type: Some(a.call_type.as_str()),
+            customer_number: a.customer_number.clone(),
+        }
+    }
+}
+
+/// Whether to record a call, and why; `whose` names the percentage in the reason (the
+/// default's, or an agent's). The choice hangs on the Call-ID alone, so the same call always
+/// gets the same answer (replaying a capture records the same calls), and calls fall evenly
+/// into the 100 buckets.
+fn decide(sip_call_id: &str, percentage: u8, whose: &str) -> (bool, String) {
     match percentage {
-        100 => (true, "recording percentage 100: every call".to_owned()),
-        0 => (false, "recording percentage 0: no call".to_owned()),
+        100 => (true, format!("{whose} 100: every call")),
+        0 => (false, format!("{whose} 0: no call")),
         _ => {
             let digest = Sha256::digest(sip_call_id.as_bytes());
             let bucket = u16::from_be_bytes([digest[0], digest[1]]) % 100;
             if bucket < u16::from(percentage) {
                 (
                     true,
-                    format!("recording percentage {percentage}: selected (bucket {bucket})"),
+                    format!("{whose} {percentage}: selected (bucket {bucket})"),
                 )
             } else {
                 (
                     false,
-                    format!("recording percentage {percentage}: not selected (bucket {bucket})"),
+                    format!("{whose} {percentage}: not selected (bucket {bucket})"),
                 )
             }
         }

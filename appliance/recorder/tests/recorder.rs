@@ -930,3 +930,166 @@ fn sip_over_tls_connections_are_listed() {
     );
     assert_eq!(rig.recorder.totals.encrypted_signalling, 1);
 }
+
+/// The agent directory as the tests below need it: Alice on extension 1001 (the phone of
+/// [`call`]), at the default percentage; Bob on the phone at 198.51.100.30, with a Direct
+/// Agent Access number and a percentage of his own.
+fn with_directory(rig: &Rig, bob_percentage: u8) {
+    use tapline_directory::{Actor, AgentFields, DeviceFields, DeviceKind, agents, devices};
+    let store = &rig.store;
+    let agent = |agent_id: &str, name: &str, extension: &str| AgentFields {
+        agent_id: agent_id.into(),
+        name: name.into(),
+        extension: Some(extension.into()),
+        ..AgentFields::default()
+    };
+    agents::create(
+        store,
+        &agent("alice", "Alice Smith", "1001"),
+        &Actor::SYSTEM,
+    )
+    .unwrap();
+    let bob = AgentFields {
+        daa_number: Some("5551002".into()),
+        recording_percentage: Some(bob_percentage),
+        ..agent("bob", "Bob Jones", "1002")
+    };
+    agents::create(store, &bob, &Actor::SYSTEM).unwrap();
+    let device = |kind, value: &str, agent_id: &str| DeviceFields {
+        kind,
+        value: value.into(),
+        agent_id: agent_id.into(),
+        recording_group: None,
+        recording_type: None,
+    };
+    for fields in [
+        device(DeviceKind::Extension, "1001", "alice"),
+        device(DeviceKind::PhoneIp, "198.51.100.30", "bob"),
+    ] {
+        devices::add(store, &fields, &Actor::SYSTEM).unwrap();
+    }
+}
+
+/// A customer at `number` calls `dialled` on the phone at `phone`; call `n`'s ports.
+fn inbound(n: usize, number: &'static str, phone: &str, dialled: &'static str) -> Call {
+    let outgoing = call(n);
+    let customer = Endpoint {
+        user: number,
+        ..outgoing.callee
+    };
+    let port = u16::try_from(16384 + 2 * n).unwrap();
+    let phone = Endpoint {
+        sip: format!("{phone}:5060").parse().unwrap(),
+        rtp: format!("{phone}:{port}").parse().unwrap(),
+        user: dialled,
+    };
+    Call::new(&format!("in-{n}@198.51.100.10"), customer, phone)
+}
+
+/// agent_id, agent_name, agent_extension, call_type and customer_number of a call's row.
+fn agent_columns(rig: &Rig, c: &Call) -> [Option<String>; 5] {
+    [
+        "agent_id",
+        "agent_name",
+        "agent_extension",
+        "call_type",
+        "customer_number",
+    ]
+    .map(|column| rig.column::<Option<String>>(c, column))
+}
+
+fn some(values: [&str; 5]) -> [Option<String>; 5] {
+    values.map(|v| Some(v.to_owned()))
+}
+
+#[test]
+fn the_directory_names_each_call_s_agent_type_and_customer() {
+    let mut rig = Rig::new("");
+    with_directory(&rig, 100);
+    let outbound = call(1);
+    let queued = inbound(2, "+442071234567", "198.51.100.20", "1001");
+    let direct = inbound(3, "+442079876543", "198.51.100.30", "5551002");
+    let stranger = inbound(4, "+15550199", "198.51.100.99", "2999");
+    for (i, c) in [&outbound, &queued, &direct, &stranger]
+        .into_iter()
+        .enumerate()
+    {
+        rig.call(c, T0 + Duration::from_secs(3 * i as u64));
+    }
+    assert_eq!(
+        agent_columns(&rig, &outbound),
+        some(["alice", "Alice Smith", "1001", "Outbound", "15550100"])
+    );
+    assert_eq!(
+        agent_columns(&rig, &queued),
+        some(["alice", "Alice Smith", "1001", "Inbound", "+442071234567"])
+    );
+    assert_eq!(
+        agent_columns(&rig, &direct),
+        some([
+            "bob",
+            "Bob Jones",
+            "1002",
+            "Direct Agent Access",
+            "+442079876543"
+        ])
+    );
+    assert_eq!(
+        agent_columns(&rig, &stranger),
+        [None, None, None, None, None]
+    );
+    let alice: i64 = rig.query("SELECT id FROM agents WHERE agent_id = 'alice'")[0];
+    assert_eq!(rig.column::<i64>(&outbound, "agent_ref"), alice);
+    assert_eq!(
+        rig.query::<String>("SELECT status FROM recordings"),
+        ["complete"; 4]
+    );
+}
+
+#[test]
+fn a_header_the_config_names_wins_over_the_directory() {
+    let mut rig = Rig::new("");
+    with_directory(&rig, 100);
+    let mut c = call(1);
+    c.invite_headers = vec!["X-Call-Type: Outbound Campaign".to_owned()];
+    rig.call(&c, T0);
+    assert_eq!(rig.column::<String>(&c, "call_type"), "Outbound Campaign");
+    assert_eq!(rig.column::<String>(&c, "agent_id"), "alice");
+}
+
+#[test]
+fn an_agent_s_percentage_decides_for_their_calls_and_changes_apply_at_once() {
+    let mut rig = Rig::new("[recording]\npercentage = 100\n");
+    with_directory(&rig, 0);
+    let bobs = inbound(1, "+442071234567", "198.51.100.30", "1002");
+    let alices = call(2);
+    rig.call(&bobs, T0);
+    rig.call(&alices, T0 + Duration::from_secs(3));
+    assert_eq!(
+        rig.decision(&bobs),
+        (0, "agent bob's recording percentage 0: no call".to_owned())
+    );
+    assert_eq!(
+        rig.decision(&alices),
+        (1, "recording percentage 100: every call".to_owned()),
+        "Alice has no percentage of her own"
+    );
+    assert_eq!(rig.recorder.totals.not_selected, 1);
+
+    // Raised in the directory while the recorder runs: the next call of Bob's is recorded.
+    use tapline_directory::{Actor, agents};
+    let bob = agents::find(&rig.store, "bob").unwrap().unwrap();
+    let mut fields = bob.fields.clone();
+    fields.recording_percentage = Some(100);
+    agents::update(&rig.store, bob.id, &fields, &Actor::SYSTEM).unwrap();
+    let again = inbound(3, "+442071234567", "198.51.100.30", "1002");
+    rig.call(&again, T0 + Duration::from_secs(6));
+    assert_eq!(
+        rig.decision(&again),
+        (
+            1,
+            "agent bob's recording percentage 100: every call".to_owned()
+        )
+    );
+    assert_eq!(rig.column::<String>(&again, "agent_id"), "bob");
+}

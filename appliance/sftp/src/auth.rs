@@ -1,8 +1,10 @@
 //! Who may log in, and what a failed attempt costs.
 //!
-//! - The tenant login (user name = `[tenant] name`, any case) and local accounts holding the
-//!   SFTP permission, by password ([`login::check_password`]), and local accounts by a public
-//!   key they hold ([`keys::keys_for`]).
+//! - The tenant login (user name = the tenant's name in force, any case: `[tenant] name`, or
+//!   the settings page's override of it, read at each login) and local accounts whose role,
+//!   built-in or custom, holds the SFTP permission, by password ([`login::check_password`]),
+//!   and local accounts by a public key they hold ([`keys::keys_for`]). Disabled accounts are
+//!   refused like a wrong password.
 //! - **Every failed login costs the same time**: the password is always put through Argon2
 //!   (the accounts crate uses a placeholder hash for unknown names), and the refusal is sent
 //!   [`FAILURE_DELAY`] after the attempt began, whether the name is unknown, the password wrong,
@@ -69,6 +71,7 @@ pub(crate) fn new_throttle() -> SharedThrottle {
 #[derive(Debug)]
 pub(crate) struct Gate {
     pub(crate) store: Arc<Store>,
+    /// The configuration file's tenant name; `tapline-accounts` applies the override.
     pub(crate) tenant: String,
     pub(crate) policy: LockoutPolicy,
     pub(crate) throttle: SharedThrottle,
@@ -246,7 +249,9 @@ impl Gate {
             }
             (None, None) => {
                 let comment = match proof {
-                    Proof::Password(_) => "wrong password, unknown name or no SFTP permission",
+                    Proof::Password(_) => {
+                        "wrong password, unknown name, disabled account or no SFTP permission"
+                    }
                     Proof::Key(_) => "key not held by the account",
                 };
                 self.refused(&who, attempt, proof, comment, now, true)?;

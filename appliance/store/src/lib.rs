@@ -12,6 +12,7 @@
 
 mod migrations;
 mod pool;
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};

@@ -63,6 +63,26 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "encrypted_signalling",
         sql: include_str!("../migrations/0009_encrypted_signalling.sql"),
     },
+    Migration {
+        version: 10,
+        name: "directory",
+        sql: include_str!("../migrations/0010_directory.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "web",
+        sql: include_str!("../migrations/0011_web.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "turn_allocations",
+        sql: include_str!("../migrations/0012_turn_allocations.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "search",
+        sql: include_str!("../migrations/0013_search.sql"),
+    },
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 use tapline_config::Config;
 use tapline_runtime::{CancellationToken, Notifier, RestartPolicy, Supervisor, SupervisorHandle};
 use tapline_store::Store;
-use tapline_web::{Web, WebState};
+use tapline_web::{Web, WebOptions, WebState};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::recording;
@@ -78,19 +78,28 @@ async fn serve(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyh
         });
     }
 
+    let turn_metrics = tapline_turn::shell::Metrics::register(&mut registry);
+
     let cert_paths = tapline_web::tls::CertPaths::in_data_dir(&data_dir);
-    let (tls, _) = tapline_web::tls::load_or_create(
+    let (tls, certificate, _) = tapline_web::tls::load_reloadable(
         &cert_paths,
         &tapline_web::tls::default_names(config.web.listen),
     )?;
+    let turn_tls = tls.clone();
+    let mut web_state = WebState::new(
+        supervisor.handle(),
+        store.clone(),
+        Arc::new(registry),
+        WebOptions::from_config(&config),
+    );
+    web_state.certificate = Some(certificate);
+    // Scope as the agent directory decides it, for every route that names an agent.
+    web_state.scopes = Arc::new(tapline_web::scope::DirectoryScopes::new(store.clone()));
     let web = Web {
         listen: config.web.listen,
+        http_redirect_listen: config.web.http_redirect_listen,
         tls,
-        state: WebState {
-            supervisor: supervisor.handle(),
-            store: store.clone(),
-            metrics: Arc::new(registry),
-        },
+        state: web_state,
     };
     supervisor.add("web", move |ctx| tapline_web::run(ctx, web.clone()));
 
@@ -104,6 +113,14 @@ async fn serve(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyh
     let audit_store = store.clone();
     supervisor.add("audit-head", move |ctx| {
         crate::audit_cmd::log_chain_head(ctx, audit_store.clone())
+    });
+    // The STUN/TURN relay, with the web UI's certificate for `turn.tls_listen`; each ended
+    // allocation becomes a `turn_allocations` row, written in batches off its path.
+    let (turn_records, turn_record_writer) = crate::turn_cmd::record_allocations(store.clone());
+    let turn =
+        crate::turn_cmd::shell_config(&config, Some(turn_tls), turn_metrics, Some(turn_records))?;
+    supervisor.add("turn", move |ctx| {
+        tapline_turn::shell::run(ctx, turn.clone())
     });
 
     let handle = supervisor.handle();
@@ -133,6 +150,10 @@ async fn serve(config: Config, on_ready: impl FnOnce(&SupervisorHandle)) -> anyh
     notifier.stopping("stopping: finishing open work");
     shutdown.cancel();
     services.await.context("the supervisor failed")?;
+    // The relay is gone with the supervisor, so its rows are all queued: write them.
+    turn_record_writer
+        .await
+        .context("the TURN allocation writer failed")?;
     let checkpoint_store = store.clone();
     tokio::task::spawn_blocking(move || checkpoint_store.checkpoint())
         .await?

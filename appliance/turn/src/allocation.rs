@@ -26,6 +26,22 @@ pub struct AllocationId(pub u64);
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// TCP and TLS carry a byte stream: ChannelData is padded and frames are cut by length.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
 }
 
 /// The client side of an allocation: which listening socket, which client, which transport.
@@ -38,7 +54,7 @@ pub struct FiveTuple {
 }
 
 /// Why an allocation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndReason {
     /// Its lifetime ran out without a Refresh.
     Expired,
@@ -46,8 +62,23 @@ pub enum EndReason {
     Deleted,
     /// The shell could not open or keep its relay socket.
     RelayFailed,
+    /// The client's TCP or TLS connection closed (RFC 8656 §7: the allocation goes with it).
+    ConnectionClosed,
     /// The server was finished.
     Shutdown,
+}
+
+impl EndReason {
+    /// The name in metrics and summary rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Expired => "expired",
+            EndReason::Deleted => "deleted",
+            EndReason::RelayFailed => "relay_failed",
+            EndReason::ConnectionClosed => "connection_closed",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// Bytes and packets relayed in one direction, and what was dropped on the way.
@@ -138,6 +169,9 @@ pub(crate) struct Allocation {
     pub(crate) tuple: FiveTuple,
     pub(crate) username: String,
     pub(crate) relays: Vec<SocketAddr>,
+    /// An RFC 6062 TCP allocation: peers are reached by Connect and ConnectionAttempt, never
+    /// by Send or channels.
+    pub(crate) tcp: bool,
     pub(crate) expires: Instant,
     pub(crate) permissions: HashMap<IpAddr, Instant>,
     pub(crate) channels: HashMap<u16, ChannelBinding>,

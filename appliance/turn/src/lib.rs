@@ -12,7 +12,9 @@
 //! - [`server`]: the state machine; its module docs show the drive loop.
 //!
 //! The drive loop, in short: `handle_client`, `handle_peer_data`, `handle_timeout` (and
-//! `handle_relay_failed`, `handle_wall_clock`, `finish`) take input; `poll_action`,
+//! `handle_relay_failed`, `handle_wall_clock`, `finish`, and for TCP allocations
+//! `handle_peer_connection`, `handle_peer_connected`, `handle_peer_connect_failed`,
+//! `handle_connection_bytes`) take input; `poll_action`,
 //! `poll_event` and `poll_timeout` say what to send, what happened and when to wake.
 //!
 //! **Invariant:** no I/O, no clock, no randomness but the [`entropy::Entropy`] passed in. The
@@ -22,9 +24,10 @@
 //! permissions and channels are capped by configuration, unauthenticated requests keep no
 //! state, and the 401 budget lives in a fixed table.
 //!
-//! Not here yet: TCP allocations (RFC 6062 Connect, ConnectionBind, ConnectionAttempt;
-//! Connect is answered 400 and REQUESTED-TRANSPORT TCP 442), reserved ports (EVEN-PORT with
-//! the R bit and RESERVATION-TOKEN are answered 508), and ICMP attributes.
+//! TCP allocations (RFC 6062) are decided here too: Connect, ConnectionAttempt and
+//! ConnectionBind hand out CONNECTION-IDs and ask the shell to dial, accept and pipe.
+//!
+//! Not here yet: ICMP attributes.
 
 pub mod allocation;
 pub mod auth;
@@ -41,4 +44,4 @@ pub use auth::{Credentials, StaticUser};
 pub use entropy::{Entropy, SeededEntropy};
 pub use policy::{Network, PeerPolicy, Refusal};
 pub use ports::{PortParity, PortPool, RelayPorts};
-pub use server::{Action, Bandwidth, Event, Server, ServerConfig, Stats};
+pub use server::{Action, Bandwidth, ConnectionId, Event, Server, ServerConfig, Stats};

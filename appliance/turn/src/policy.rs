@@ -22,7 +22,6 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`); a bare address is a
@@ -162,6 +161,21 @@ pub enum Refusal {
     OwnAddress,
 }
 
+impl Refusal {
+    /// A short fixed name, for metric labels and summary rows.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::EmbeddedIpv4 => "embedded_ipv4",
+            Refusal::LocalNat64 => "local_nat64",
+            Refusal::Loopback => "loopback",
+            Refusal::Denied(_) => "always_denied",
+            Refusal::SharedAddressSpace => "shared_address_space",
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::OwnAddress => "own_address",
+        }
+    }
+}
+
 const LOOPBACK: [Network; 2] = [
     Network::v4(127, 0, 0, 0, 8),
     Network::v6([0, 0, 0, 0, 0, 0, 0, 1], 128),
@@ -205,9 +219,6 @@ pub struct PeerPolicy {
     pub deny: Vec<Network>,
     /// The server's listening addresses: a peer may not be the server itself.
     pub own_addresses: Vec<SocketAddr>,
-    /// The relay addresses and port range: a peer may not be another allocation's relay.
-    pub relay_addresses: Vec<IpAddr>,
-    pub relay_ports: Option<RangeInclusive<u16>>,
     /// Lets peers on loopback through, for test rigs where everything runs on one host.
     /// Everything else on the always-deny list stays refused.
     pub danger_allow_loopback_peers: bool,
@@ -236,7 +247,12 @@ impl PeerPolicy {
     }
 
     /// Checks a peer's full transport address: its IP, and that it is not one of the server's
-    /// own sockets.
+    /// own listening sockets.
+    ///
+    /// Another allocation's relayed address is a valid peer: two browsers that can only reach
+    /// each other through this relay (a supervisor and an agent on segmented networks, both
+    /// with `iceTransportPolicy: "relay"`) send to each other's relayed addresses. That
+    /// allocation still needs its own permission for the sender, as every peer does.
     pub fn check(&self, peer: SocketAddr) -> Result<(), Refusal> {
         self.check_ip(peer.ip())?;
         let candidates = std::iter::once(peer.ip()).chain(match peer.ip() {
@@ -247,12 +263,7 @@ impl PeerPolicy {
             let own_listener = self.own_addresses.iter().any(|own| {
                 own.port() == peer.port() && (own.ip() == ip || own.ip().is_unspecified())
             });
-            let own_relay = self.relay_addresses.contains(&ip)
-                && self
-                    .relay_ports
-                    .as_ref()
-                    .is_some_and(|ports| ports.contains(&peer.port()));
-            if own_listener || own_relay {
+            if own_listener {
                 return Err(Refusal::OwnAddress);
             }
         }

@@ -20,6 +20,10 @@ pub enum PortParity {
 /// answer `None` when the port turns out to be taken by another program.
 pub trait RelayPorts {
     fn acquire(&mut self, family: AddressFamily, parity: PortParity) -> Option<u16>;
+    /// An even port whose successor is free too, taking both: the even one for the
+    /// allocation, the odd one kept for the RESERVATION-TOKEN (RFC 8656 §7.2). Each is given
+    /// back with [`RelayPorts::release`] on its own.
+    fn acquire_pair(&mut self, family: AddressFamily) -> Option<u16>;
     fn release(&mut self, family: AddressFamily, port: u16);
 }
 
@@ -70,6 +74,18 @@ impl RelayPorts for PortPool {
         pool.remove(index)
     }
 
+    fn acquire_pair(&mut self, family: AddressFamily) -> Option<u16> {
+        let pool = self.pool(family);
+        // One set per request, not per packet: pairs are asked for at Allocate only.
+        let free: std::collections::HashSet<u16> = pool.iter().copied().collect();
+        let even = pool
+            .iter()
+            .copied()
+            .find(|port| port % 2 == 0 && port.checked_add(1).is_some_and(|n| free.contains(&n)))?;
+        pool.retain(|port| *port != even && *port != even + 1);
+        Some(even)
+    }
+
     fn release(&mut self, family: AddressFamily, port: u16) {
         let pool = self.pool(family);
         if !pool.contains(&port) {
@@ -101,5 +117,30 @@ mod tests {
             pool.acquire(AddressFamily::V4, PortParity::Even),
             Some(50002)
         );
+    }
+
+    #[test]
+    fn a_pair_is_an_even_port_and_the_next_one() {
+        let mut pool = PortPool::new(50000..=50004, &mut SeededEntropy::new(3));
+        let even = pool.acquire_pair(AddressFamily::V4).expect("free pair");
+        assert_eq!(even % 2, 0);
+        assert_eq!(pool.free(AddressFamily::V4), 3);
+        let other = pool
+            .acquire_pair(AddressFamily::V4)
+            .expect("the other pair");
+        assert_ne!(other, even);
+        assert_eq!(
+            pool.acquire_pair(AddressFamily::V4),
+            None,
+            "50004 has no partner"
+        );
+        pool.release(AddressFamily::V4, even + 1);
+        assert_eq!(
+            pool.acquire_pair(AddressFamily::V4),
+            None,
+            "an odd port alone"
+        );
+        pool.release(AddressFamily::V4, even);
+        assert_eq!(pool.acquire_pair(AddressFamily::V4), Some(even));
     }
 }

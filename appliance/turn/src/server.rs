@@ -16,7 +16,13 @@
 //!             Transmit { tuple, bytes }            => send on tuple's listener or connection,
 //!             OpenRelay { allocation, relayed }    => bind relayed (on failure:
 //!                                                     server.handle_relay_failed(now, allocation)),
+//!             OpenTcpRelay { allocation, relayed } => listen on relayed (RFC 6062); each peer
+//!                                                     that connects: handle_peer_connection,
 //!             RelayTo { relayed, peer, bytes, .. } => send from relayed to peer,
+//!             ConnectPeer { connection, .. }       => dial the peer from relayed, then
+//!                                                     handle_peer_connected or _connect_failed,
+//!             BindData { connection, tuple }       => pipe tuple's connection and the peer's,
+//!             CloseConnection { connection }       => drop that peer connection and its pipe,
 //!             CloseRelay { relayed, .. }           => drop that socket,
 //!         }
 //!     }
@@ -35,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use crate::allocation::{
     Allocation, AllocationId, CHANNEL_LIFETIME, ChannelBinding, EndReason, FiveTuple, Summary,
-    TokenBucket, Transport,
+    TokenBucket,
 };
 use crate::auth::{self, ChallengeLimiter, Credentials, Lookup, NonceCheck, NonceIssuer};
 use crate::entropy::Entropy;
@@ -48,8 +54,11 @@ use crate::stun::{
 };
 
 mod requests;
+mod tcp;
 #[cfg(test)]
 mod tests;
+
+pub use tcp::{CONNECTION_BIND_WITHIN, ConnectionId, MAX_CONNECTIONS_PER_ALLOCATION};
 
 /// The error codes this server sends (RFC 8489 §14.8, RFC 8656 §19).
 pub mod error {
@@ -63,6 +72,8 @@ pub mod error {
     pub const WRONG_CREDENTIALS: (u16, &str) = (441, "Wrong Credentials");
     pub const UNSUPPORTED_TRANSPORT: (u16, &str) = (442, "Unsupported Transport Protocol");
     pub const PEER_ADDRESS_FAMILY_MISMATCH: (u16, &str) = (443, "Peer Address Family Mismatch");
+    pub const CONNECTION_ALREADY_EXISTS: (u16, &str) = (446, "Connection Already Exists");
+    pub const CONNECTION_FAILURE: (u16, &str) = (447, "Connection Timeout or Failure");
     pub const ALLOCATION_QUOTA_REACHED: (u16, &str) = (486, "Allocation Quota Reached");
     pub const INSUFFICIENT_CAPACITY: (u16, &str) = (508, "Insufficient Capacity");
 }
@@ -70,6 +81,10 @@ pub mod error {
 /// The most peer data relayed in one packet: what still fits a Data indication (header,
 /// XOR-PEER-ADDRESS for IPv6, DATA's header and FINGERPRINT) within STUN's 16-bit length.
 pub const MAX_RELAYED_DATA: usize = 0xFFFF - 64;
+
+/// How long a port kept by EVEN-PORT's R bit waits for the Allocate that names its
+/// RESERVATION-TOKEN (RFC 8656 §7.2: about 30 seconds).
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// A per-allocation bandwidth limit, applied to each direction separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +158,30 @@ pub enum Action {
         peer: SocketAddr,
         bytes: Vec<u8>,
     },
+    /// Listen for TCP on `relayed` for an RFC 6062 allocation, and pass each peer that
+    /// connects to [`Server::handle_peer_connection`]. The socket may share its address with
+    /// the connections dialled from it (`SO_REUSEPORT`).
+    OpenTcpRelay {
+        allocation: AllocationId,
+        relayed: SocketAddr,
+    },
+    /// Dial `peer` over TCP from `relayed`, within a timeout; then tell
+    /// [`Server::handle_peer_connected`] or [`Server::handle_peer_connect_failed`].
+    ConnectPeer {
+        allocation: AllocationId,
+        connection: ConnectionId,
+        relayed: SocketAddr,
+        peer: SocketAddr,
+    },
+    /// After the frame already queued for `tuple` (the ConnectionBind reply), stop reading
+    /// frames on that client connection and pipe its raw bytes both ways with the peer
+    /// connection `connection`; report the bytes to [`Server::handle_connection_bytes`].
+    BindData {
+        connection: ConnectionId,
+        tuple: FiveTuple,
+    },
+    /// Close the peer connection `connection` and its pipe, if any.
+    CloseConnection { connection: ConnectionId },
     /// Close the relayed socket; the allocation is gone.
     CloseRelay {
         allocation: AllocationId,
@@ -160,7 +199,8 @@ pub enum Event {
         relayed: Vec<SocketAddr>,
     },
     AllocationEnded(Summary),
-    /// A client asked for a peer the policy refuses (CreatePermission or ChannelBind).
+    /// A client asked for a peer the policy refuses (CreatePermission, ChannelBind or
+    /// Connect), or such a peer connected to a TCP allocation.
     PeerRefused {
         allocation: AllocationId,
         peer: IpAddr,
@@ -182,6 +222,12 @@ pub struct Stats {
     /// Send indications, ChannelData and peer data dropped (no allocation, no permission,
     /// policy, bandwidth, size).
     pub dropped: u64,
+    /// Payload bytes and datagrams relayed from clients to peers.
+    pub to_peers_bytes: u64,
+    pub to_peers_packets: u64,
+    /// Payload bytes and datagrams relayed from peers to clients.
+    pub from_peers_bytes: u64,
+    pub from_peers_packets: u64,
 }
 
 /// A request that passed authentication: who, and how to sign the reply.
@@ -208,6 +254,12 @@ impl From<(u16, &'static str)> for Failure {
     }
 }
 
+/// A relayed address kept for a later Allocate carrying its token.
+#[derive(Debug, Clone, Copy)]
+struct Reservation {
+    relayed: SocketAddr,
+}
+
 /// The STUN and TURN server. See the module docs for the drive loop.
 pub struct Server {
     config: ServerConfig,
@@ -222,7 +274,18 @@ pub struct Server {
     allocations: HashMap<AllocationId, Allocation>,
     by_tuple: HashMap<FiveTuple, AllocationId>,
     per_user: HashMap<String, usize>,
+    /// Ports kept by EVEN-PORT's R bit, by RESERVATION-TOKEN. At most one per allocation
+    /// made in the last [`RESERVATION_LIFETIME`], and never more than `max_allocations`.
+    reservations: HashMap<[u8; 8], Reservation>,
+    /// The same tokens in the order they expire (every reservation lives as long).
+    reservation_expiry: VecDeque<(Instant, [u8; 8])>,
     next_id: u64,
+    /// RFC 6062 peer connections, by CONNECTION-ID.
+    connections: HashMap<ConnectionId, tcp::PeerConnection>,
+    /// Client data connections bound to a peer connection.
+    data_connections: HashMap<FiveTuple, ConnectionId>,
+    /// Unbound connections in the order their bind time runs out (all get the same).
+    connection_expiry: VecDeque<(Instant, ConnectionId)>,
     timers: BinaryHeap<Reverse<(Instant, AllocationId)>>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -269,7 +332,12 @@ impl Server {
             allocations: HashMap::new(),
             by_tuple: HashMap::new(),
             per_user: HashMap::new(),
+            reservations: HashMap::new(),
+            reservation_expiry: VecDeque::new(),
             next_id: 1,
+            connections: HashMap::new(),
+            data_connections: HashMap::new(),
+            connection_expiry: VecDeque::new(),
             timers: BinaryHeap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -325,9 +393,11 @@ impl Server {
         }
         alloc.from_peers.bytes += bytes.len() as u64;
         alloc.from_peers.packets += 1;
+        self.stats.from_peers_bytes += bytes.len() as u64;
+        self.stats.from_peers_packets += 1;
         let tuple = alloc.tuple;
         let frame = match alloc.active_channel_to(peer, now) {
-            Some(channel) => ChannelData::encode(channel, bytes, tuple.transport == Transport::Tcp),
+            Some(channel) => ChannelData::encode(channel, bytes, tuple.transport.is_stream()),
             None => {
                 let mut transaction_id = [0u8; 12];
                 self.entropy.fill(&mut transaction_id);
@@ -349,8 +419,29 @@ impl Server {
         self.end_allocation(now, allocation, EndReason::RelayFailed);
     }
 
-    /// Lets time pass: ends expired allocations and forgets expired permissions and channels.
+    /// The client's TCP or TLS connection is gone: its allocation, if any, ends with it.
+    pub fn handle_connection_closed(&mut self, now: Instant, tuple: FiveTuple) {
+        if let Some(id) = self.by_tuple.get(&tuple).copied() {
+            self.end_allocation(now, id, EndReason::ConnectionClosed);
+        }
+        self.data_connection_closed(tuple);
+    }
+
+    /// Lets time pass: ends expired allocations, forgets expired permissions and channels,
+    /// and gives back reserved ports nobody claimed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_connections(now);
+        while let Some((due, token)) = self.reservation_expiry.front().copied() {
+            if due > now {
+                break;
+            }
+            self.reservation_expiry.pop_front();
+            if let Some(reservation) = self.reservations.remove(&token) {
+                let relayed = reservation.relayed;
+                self.ports
+                    .release(AddressFamily::of(relayed.ip()), relayed.port());
+            }
+        }
         while let Some(Reverse((due, id))) = self.timers.peek().copied() {
             if due > now {
                 break;
@@ -375,7 +466,18 @@ impl Server {
 
     /// When [`Server::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((due, _))| *due)
+        let allocations = self.timers.peek().map(|Reverse((due, _))| *due);
+        let reservations = self.reservation_expiry.front().map(|(due, _)| *due);
+        let connections = self.connection_expiry.front().map(|(due, _)| *due);
+        [allocations, reservations, connections]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Ports kept for a RESERVATION-TOKEN now.
+    pub fn reservation_count(&self) -> usize {
+        self.reservations.len()
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -402,6 +504,12 @@ impl Server {
         for id in ids {
             self.end_allocation(now, id, EndReason::Shutdown);
         }
+        for (_, reservation) in self.reservations.drain() {
+            let relayed = reservation.relayed;
+            self.ports
+                .release(AddressFamily::of(relayed.ip()), relayed.port());
+        }
+        self.reservation_expiry.clear();
     }
 
     fn unix_now(&self, now: Instant) -> u64 {
@@ -447,10 +555,13 @@ impl Server {
         self.stats.turn_requests += 1;
         if !matches!(
             request.method,
-            Method::Allocate | Method::Refresh | Method::CreatePermission | Method::ChannelBind
+            Method::Allocate
+                | Method::Refresh
+                | Method::CreatePermission
+                | Method::ChannelBind
+                | Method::Connect
+                | Method::ConnectionBind
         ) {
-            // Unknown methods, and RFC 6062's Connect and ConnectionBind, which need TCP
-            // allocations this server does not make.
             let bytes = self.error_reply(request, &error::BAD_REQUEST.into(), None);
             self.transmit(tuple, bytes);
             return;
@@ -464,6 +575,21 @@ impl Server {
             Err(None) => return,
         };
         let unknown = request.unknown_required(is_known_turn_attribute);
+        if unknown.is_empty() && matches!(request.method, Method::Connect | Method::ConnectionBind)
+        {
+            // Their replies go out later (Connect, after the dial) or before an action
+            // (ConnectionBind, before the pipe), so they send them themselves.
+            let outcome = if request.method == Method::Connect {
+                self.connect(now, tuple, request, &auth)
+            } else {
+                self.connection_bind(now, tuple, request, &auth)
+            };
+            if let Err(failure) = outcome {
+                let bytes = self.error_reply(request, &failure, Some(&auth));
+                self.transmit(tuple, bytes);
+            }
+            return;
+        }
         let outcome = if unknown.is_empty() {
             match request.method {
                 Method::Allocate => self.allocate(now, tuple, request, &auth),
@@ -522,7 +648,8 @@ impl Server {
                 None,
             )));
         }
-        if self.nonces.check(nonce, tuple.client, self.uptime(now)) == NonceCheck::Stale {
+        let stale = self.nonces.check(nonce, tuple.client, self.uptime(now)) == NonceCheck::Stale;
+        if stale && !self.binds_a_waiting_connection(tuple, request) {
             return Err(self.challenge(now, tuple, request, error::STALE_NONCE));
         }
         let algorithm = match self.password_algorithm(request, nonce) {
@@ -565,6 +692,27 @@ impl Server {
         Err(self.challenge(now, tuple, request, error::UNAUTHENTICATED))
     }
 
+    /// Whether `request` is a ConnectionBind, from the host of the control connection, for a
+    /// connection waiting to be bound. Such a request is signed with the nonce of the control
+    /// connection (coturn's clients do, and give up at a 438 on the fresh data connection), so
+    /// its nonce is not held to this connection's address; the password must still match, and
+    /// the CONNECTION-ID it names is random, unbound, used once and gone within 30 s.
+    fn binds_a_waiting_connection(&self, tuple: FiveTuple, request: &Message<'_>) -> bool {
+        if request.method != Method::ConnectionBind {
+            return false;
+        }
+        request
+            .attribute(attr::CONNECTION_ID)
+            .and_then(|value| <[u8; 4]>::try_from(value).ok())
+            .and_then(|value| {
+                self.connections
+                    .get(&ConnectionId(u32::from_be_bytes(value)))
+            })
+            .filter(|conn| matches!(conn.state, tcp::ConnectionState::Unbound(_)))
+            .and_then(|conn| self.allocations.get(&conn.allocation))
+            .is_some_and(|alloc| alloc.tuple.client.ip() == tuple.client.ip())
+    }
+
     /// RFC 8489 §9.2.4's bid-down protection: a client that names an algorithm must echo the
     /// list this server offered, and pick from it. A client that names none uses MD5.
     fn password_algorithm(
@@ -596,7 +744,12 @@ impl Server {
         request: &Message<'_>,
         code: (u16, &'static str),
     ) -> Option<Vec<u8>> {
-        if !self.challenges.allow(tuple.client.ip(), self.uptime(now)) {
+        // The budget stops 401s being reflected at a forged UDP source. A TCP or TLS client
+        // has completed a handshake from its address, and cannot retransmit a dropped reply
+        // (STUN over a stream never does), so streams are not budgeted.
+        if !tuple.transport.is_stream()
+            && !self.challenges.allow(tuple.client.ip(), self.uptime(now))
+        {
             self.stats.challenges_suppressed += 1;
             return None;
         }
@@ -675,6 +828,7 @@ impl Server {
                 self.per_user.remove(&alloc.username);
             }
         }
+        self.close_connections_of(id);
         for relayed in &alloc.relays {
             self.ports
                 .release(AddressFamily::of(relayed.ip()), relayed.port());
@@ -723,7 +877,8 @@ impl Server {
             self.stats.dropped += 1;
             return;
         };
-        let relayed = alloc.relay_for(peer.ip());
+        // RFC 6062 §5: a TCP allocation relays over its connections only.
+        let relayed = alloc.relay_for(peer.ip()).filter(|_| !alloc.tcp);
         let budget_ok = alloc
             .to_peers_budget
             .as_mut()
@@ -740,6 +895,8 @@ impl Server {
         };
         alloc.to_peers.bytes += data.len() as u64;
         alloc.to_peers.packets += 1;
+        self.stats.to_peers_bytes += data.len() as u64;
+        self.stats.to_peers_packets += 1;
         self.actions.push_back(Action::RelayTo {
             allocation: alloc.id,
             relayed,
@@ -834,6 +991,7 @@ fn is_known_turn_attribute(t: u16) -> bool {
             | attr::REQUESTED_TRANSPORT
             | attr::DONT_FRAGMENT
             | attr::RESERVATION_TOKEN
+            | attr::CONNECTION_ID
     )
 }
 

@@ -1,28 +1,48 @@
-//! The appliance's HTTPS listener on `[web] listen`.
+//! The appliance's HTTPS listener on `[web] listen`: the admin web UI, its JSON API and the
+//! operational endpoints.
 //!
-//! Today it serves the operational endpoints every later page builds beside:
-//! - `GET /health`: JSON with each service's state and the database's; 200 when everything is
-//!   up, 503 otherwise, so a load balancer or monitoring system can poll it.
-//! - `GET /metrics`: every counter and gauge of the daemon in the OpenMetrics text format,
-//!   which Prometheus scrapes natively.
+//! - `GET /health` and `GET /metrics` (in [`ops`]) for monitoring, open to anyone who can reach
+//!   the port, as before the UI existed.
+//! - Server-rendered pages ([`pages`], askama templates checked at compile time, htmx for
+//!   partial updates) and the JSON API under `/api/v1` ([`api`], described by the OpenAPI
+//!   document at `/api/v1/openapi.json`), for everything the pages do.
+//! - **Authorization in one place.** Every route is declared once in the route table
+//!   ([`routes`]) with the access it needs; the one guard ([`guard`]) signs the caller in from
+//!   the session cookie, checks the permission, the CSRF token of state-changing requests and
+//!   the agent scope, and only then hands the handler a [`guard::Caller`], the proof it needs
+//!   as an argument. A route that is not in the table is refused.
 //!
-//! **Plain HTTP is never served**: the listener speaks TLS only.
+//! **Plain HTTP is never served**: the listener speaks TLS only; the optional
+//! `http_redirect_listen` answers every request with a redirect to HTTPS and nothing else.
 
+pub mod accounts;
+pub mod api;
+mod assets;
+pub mod guard;
+mod ops;
+pub mod pages;
+mod redirect;
+pub mod roles;
+pub mod routes;
+pub mod scope;
+mod security;
 mod server;
+pub mod session;
+pub mod settings;
+pub mod signin;
 pub mod tls;
+pub mod whisper;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use prometheus_client::registry::Registry;
 use rustls::ServerConfig;
-use serde::Serialize;
-use tapline_runtime::{BoxError, ServiceContext, ServiceState, SupervisorHandle};
+use tapline_accounts::lockout::LockoutPolicy;
+use tapline_accounts::throttle::SourceThrottle;
+use tapline_runtime::{BoxError, ServiceContext, SupervisorHandle};
 use tapline_store::Store;
 
 pub use server::serve;
@@ -31,6 +51,8 @@ pub use server::serve;
 #[derive(Clone)]
 pub struct Web {
     pub listen: SocketAddr,
+    /// Plain HTTP that only redirects to `listen`.
+    pub http_redirect_listen: Option<SocketAddr>,
     pub tls: Arc<ServerConfig>,
     pub state: WebState,
 }
@@ -41,6 +63,78 @@ pub struct WebState {
     pub supervisor: SupervisorHandle,
     pub store: Arc<Store>,
     pub metrics: Arc<Registry>,
+    pub options: Arc<WebOptions>,
+    /// Which agents each caller may see and act on.
+    pub scopes: Arc<dyn scope::ScopeResolver>,
+    /// The certificate the listener presents, replaced by an administrator's upload.
+    pub certificate: Option<Arc<tls::ReloadableCert>>,
+    /// Failed sign-ins per source address; kept across restarts of the service.
+    pub(crate) throttle: Arc<Mutex<SourceThrottle>>,
+}
+
+/// The web UI's settings from the configuration file.
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// A session unused for this long is signed out.
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in.
+    pub session_lifetime: Duration,
+    /// The per-name lockout, shared with SFTP (one table, one policy).
+    pub lockout: LockoutPolicy,
+    /// How long every refused sign-in takes, whatever the reason.
+    pub failure_delay: Duration,
+    /// The values the settings page shows when the UI has not overridden them.
+    pub file_settings: settings::FileSettings,
+}
+
+/// Failed sign-ins from one address within [`SOURCE_WINDOW`] before it must wait.
+const SOURCE_MAX_FAILURES: u32 = 10;
+const SOURCE_WINDOW: Duration = Duration::from_secs(300);
+const SOURCE_CAPACITY: usize = 4096;
+/// How long every refused sign-in takes: long enough to hide the Argon2 work and the database,
+/// short enough for a person who mistyped.
+pub const FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+impl WebState {
+    pub fn new(
+        supervisor: SupervisorHandle,
+        store: Arc<Store>,
+        metrics: Arc<Registry>,
+        options: WebOptions,
+    ) -> WebState {
+        WebState {
+            supervisor,
+            store,
+            metrics,
+            options: Arc::new(options),
+            scopes: Arc::new(scope::EveryAgent),
+            certificate: None,
+            throttle: Arc::new(Mutex::new(SourceThrottle::new(
+                SOURCE_MAX_FAILURES,
+                SOURCE_WINDOW,
+                SOURCE_CAPACITY,
+            ))),
+        }
+    }
+}
+
+impl WebOptions {
+    /// The options `[web]`, `[sftp]` (the lockout policy), `[tenant]`, `[storage]` and
+    /// `[recording]` of the configuration file give.
+    pub fn from_config(config: &tapline_config::Config) -> WebOptions {
+        WebOptions {
+            idle_timeout: Duration::from_secs(u64::from(config.web.idle_timeout_minutes) * 60),
+            session_lifetime: Duration::from_secs(
+                u64::from(config.web.session_lifetime_hours) * 3600,
+            ),
+            lockout: LockoutPolicy {
+                failures_before_lockout: config.sftp.failures_before_lockout,
+                lockout: Duration::from_secs(u64::from(config.sftp.lockout_minutes) * 60),
+            },
+            failure_delay: FAILURE_DELAY,
+            file_settings: settings::FileSettings::from_config(config),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,16 +147,36 @@ pub struct BindError {
 
 /// The supervised web service: bind, say where we are, serve until shutdown.
 pub async fn run(ctx: ServiceContext, web: Web) -> Result<(), BoxError> {
-    let listener = tokio::net::TcpListener::bind(web.listen)
-        .await
-        .map_err(|source| BindError {
-            addr: web.listen,
-            source,
-        })?;
+    let listener = bind(web.listen).await?;
     let local = listener.local_addr()?;
-    ctx.set_ready_at(vec![format!("https://{}/", reachable(local))]);
-    serve(listener, web.tls, router(web.state), ctx.shutdown().clone()).await?;
+    let mut endpoints = vec![format!("https://{}/", reachable(local))];
+    let redirect = match web.http_redirect_listen {
+        Some(addr) => {
+            let plain = bind(addr).await?;
+            endpoints.push(format!("http://{}/", reachable(plain.local_addr()?)));
+            Some(plain)
+        }
+        None => None,
+    };
+    ctx.set_ready_at(endpoints);
+    let shutdown = ctx.shutdown().clone();
+    let https = serve(listener, web.tls, router(web.state), shutdown.clone());
+    match redirect {
+        Some(plain) => {
+            let http = redirect::serve(plain, local.port(), shutdown);
+            let (https, http) = tokio::join!(https, http);
+            https?;
+            http?;
+        }
+        None => https.await?,
+    }
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })
 }
 
 /// How to reach a listener bound to `addr` from this machine.
@@ -74,83 +188,10 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Every route of the route table, behind the guard and the security headers.
 pub fn router(state: WebState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+    routes::router(state)
 }
 
-#[derive(Serialize)]
-struct Health {
-    status: &'static str,
-    database: String,
-    services: Vec<ServiceHealth>,
-}
-
-#[derive(Serialize)]
-struct ServiceHealth {
-    name: &'static str,
-    state: &'static str,
-    ready: bool,
-    restarts: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<String>,
-}
-
-async fn health(State(state): State<WebState>) -> Response {
-    let store = state.store.clone();
-    let database = match tokio::task::spawn_blocking(move || store.check_writable()).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(err)) => format!("error: {err}"),
-        Err(err) => format!("error: {err}"),
-    };
-    let services: Vec<ServiceHealth> = state
-        .supervisor
-        .statuses()
-        .into_iter()
-        .map(|s| ServiceHealth {
-            name: s.name,
-            state: match s.state {
-                ServiceState::Running if s.ready => "running",
-                ServiceState::Running => "starting",
-                ServiceState::Backoff => "restarting",
-                ServiceState::Stopping => "stopping",
-                ServiceState::Stopped => "stopped",
-            },
-            ready: s.ready,
-            restarts: s.restarts,
-            last_error: s.last_error,
-        })
-        .collect();
-    let healthy = database == "ok" && services.iter().all(|s| s.state == "running");
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = Health {
-        status: if healthy { "ok" } else { "degraded" },
-        database,
-        services,
-    };
-    (code, axum::Json(body)).into_response()
-}
-
-async fn metrics(State(state): State<WebState>) -> Response {
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &state.metrics) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(err) => {
-            tracing::error!(error = %err, "could not encode metrics");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -3,14 +3,20 @@
 //! Files live in `<data_dir>/tls/`: `cert.pem` (the chain, leaf first) and `key.pem` (mode
 //! 0600). A self-signed certificate is generated only when neither file exists; a half-present
 //! pair is an error, never silently replaced, because it usually means an upload went wrong.
+//!
+//! The listener asks a [`ReloadableCert`] for its certificate at every handshake, so an
+//! administrator's upload ([`ReloadableCert::replace`]: checked, written atomically, then
+//! swapped in) takes effect for the next connection without a restart.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -34,6 +40,14 @@ pub enum TlsError {
     Generate(#[source] rcgen::Error),
     #[error("the certificate and key are not usable together")]
     Rustls(#[source] rustls::Error),
+    #[error("the uploaded {what} is not PEM")]
+    Pem {
+        what: &'static str,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("the uploaded certificate file has no certificate in it")]
+    NoUploadedCertificate,
 }
 
 /// Paths of the certificate pair under `<data_dir>/tls/`.
@@ -81,7 +95,95 @@ pub fn load_or_create(
     Ok((Arc::new(server_config(paths)?), created))
 }
 
-fn server_config(paths: &CertPaths) -> Result<ServerConfig, TlsError> {
+/// Like [`load_or_create`], with the certificate behind a [`ReloadableCert`] that an upload
+/// can replace while the listener runs.
+pub fn load_reloadable(
+    paths: &CertPaths,
+    names: &[String],
+) -> Result<(Arc<ServerConfig>, Arc<ReloadableCert>, bool), TlsError> {
+    let (_, created) = load_or_create(paths, names)?;
+    let current = certified_key(paths)?;
+    let reloadable = Arc::new(ReloadableCert {
+        paths: paths.clone(),
+        current: RwLock::new(Arc::new(current)),
+    });
+    let mut config = builder()?.with_cert_resolver(reloadable.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((Arc::new(config), reloadable, created))
+}
+
+/// The certificate in use, replaceable while the listener runs.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    paths: CertPaths,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadableCert {
+    /// Checks an uploaded chain and key (PEM; they must belong together), writes them over
+    /// the pair in the data directory (key first, each atomically) and uses them for every
+    /// handshake from now on.
+    pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let chain = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| TlsError::Pem {
+                what: "certificate",
+                source,
+            })?;
+        if chain.is_empty() {
+            return Err(TlsError::NoUploadedCertificate);
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| TlsError::Pem {
+            what: "private key",
+            source,
+        })?;
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = CertifiedKey::from_der(chain, key, &provider).map_err(TlsError::Rustls)?;
+        write_atomically(&self.paths.key, key_pem, 0o600)?;
+        write_atomically(&self.paths.cert, cert_pem, 0o644)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(certified);
+        tracing::info!(path = %self.paths.cert.display(), "replaced the TLS certificate");
+        Ok(())
+    }
+
+    /// The leaf certificate in use, DER.
+    pub fn leaf(&self) -> Vec<u8> {
+        self.current()
+            .cert
+            .first()
+            .map(|c| c.as_ref().to_vec())
+            .unwrap_or_default()
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+fn builder()
+-> Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Rustls)?
+        .with_no_client_auth())
+}
+
+fn read_pair(
+    paths: &CertPaths,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let read_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TlsError::Read { path, source }
@@ -96,11 +198,18 @@ fn server_config(paths: &CertPaths) -> Result<ServerConfig, TlsError> {
         });
     }
     let key = PrivateKeyDer::from_pem_file(&paths.key).map_err(read_err(&paths.key))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(TlsError::Rustls)?
-        .with_no_client_auth()
+    Ok((chain, key))
+}
+
+fn certified_key(paths: &CertPaths) -> Result<CertifiedKey, TlsError> {
+    let (chain, key) = read_pair(paths)?;
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, key, &provider).map_err(TlsError::Rustls)
+}
+
+fn server_config(paths: &CertPaths) -> Result<ServerConfig, TlsError> {
+    let (chain, key) = read_pair(paths)?;
+    let mut config = builder()?
         .with_single_cert(chain, key)
         .map_err(TlsError::Rustls)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -203,6 +312,42 @@ mod tests {
         std::fs::remove_file(&paths.key).unwrap();
         let err = load_or_create(&paths, &["localhost".to_owned()]).unwrap_err();
         assert!(matches!(err, TlsError::HalfPair { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_upload_is_checked_written_and_used_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = CertPaths::in_data_dir(dir.path());
+        let (_, reloadable, created) = load_reloadable(&paths, &["localhost".to_owned()]).unwrap();
+        assert!(created);
+        let before = reloadable.leaf();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["tapline.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let err = reloadable
+            .replace(cert.pem().as_bytes(), other_key.serialize_pem().as_bytes())
+            .unwrap_err();
+        assert!(matches!(err, TlsError::Rustls(_)), "{err}");
+        let err = reloadable
+            .replace(b"hello", key.serialize_pem().as_bytes())
+            .unwrap_err();
+        assert!(matches!(err, TlsError::NoUploadedCertificate), "{err}");
+        assert_eq!(
+            reloadable.leaf(),
+            before,
+            "a refused upload changes nothing"
+        );
+        reloadable
+            .replace(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .unwrap();
+        assert_eq!(reloadable.leaf(), cert.der().to_vec());
+        assert_eq!(std::fs::read_to_string(&paths.cert).unwrap(), cert.pem());
+        let (_, again, created) = load_reloadable(&paths, &["localhost".to_owned()]).unwrap();
+        assert!(!created);
+        assert_eq!(again.leaf(), cert.der().to_vec(), "kept across restarts");
     }
 
     #[test]

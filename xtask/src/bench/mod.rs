@@ -7,11 +7,16 @@
 //! - [`sftp`]: downloads from the SFTP server, beside OpenSSH's `sftp-server`.
 //! - [`index`]: a day's index files for [`index::CALLS`] calls, against the goal of
 //!   [`index::GOAL_SECONDS`].
+//! - [`turn`]: the STUN/TURN relay, beside coturn's `turnserver`.
+//! - [`web`]: the web UI's searches over a million rows, under [`web::CONNECTIONS`]
+//!   concurrent users, against the goal of [`web::GOAL_P99_MS`].
 
 mod index;
 mod live;
 mod reconstruction;
 mod sftp;
+mod turn;
+mod web;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -55,12 +60,16 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let reconstruction = reconstruction::measure()?;
     let sftp = sftp::measure()?;
     let index = index::measure()?;
+    let turn = turn::measure()?;
+    let web = web::measure()?;
 
     let mut report = header()?;
     reconstruction.write_section(&mut report)?;
     live.write_section(&mut report)?;
     sftp.write_section(&mut report)?;
     index.write_section(&mut report)?;
+    turn.write_section(&mut report)?;
+    web.write_section(&mut report)?;
     print!("{report}");
     std::fs::create_dir_all("docs")?;
     std::fs::write("docs/benchmarks.md", report)?;

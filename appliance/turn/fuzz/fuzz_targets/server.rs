@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use tapline_turn::{
-    AllocationId, Credentials, FiveTuple, PeerPolicy, PortPool, SeededEntropy, Server,
-    ServerConfig, StaticUser, Transport,
+    Action, AllocationId, ConnectionId, Credentials, FiveTuple, PeerPolicy, PortPool,
+    SeededEntropy, Server, ServerConfig, StaticUser, Transport,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -49,6 +49,8 @@ fuzz_target!(|data: &[u8]| {
             transport: Transport::Tcp,
         },
     ];
+    // Connections the server asked to dial, for the dial outcomes fed back below.
+    let mut dialled: Vec<ConnectionId> = Vec::new();
     for chunk in data.split(|b| *b == 0xFF) {
         let Some((&control, bytes)) = chunk.split_first() else {
             continue;
@@ -63,9 +65,32 @@ fuzz_target!(|data: &[u8]| {
                 "192.0.2.10:5000".parse().expect("literal"),
                 bytes,
             ),
-            _ => server.handle_relay_failed(now, AllocationId(1)),
+            _ => {
+                let connection = bytes
+                    .first()
+                    .and_then(|pick| dialled.get(usize::from(*pick) % dialled.len().max(1)))
+                    .copied()
+                    .unwrap_or(ConnectionId(1));
+                match control >> 2 & 0x03 {
+                    0 => server.handle_relay_failed(now, AllocationId(1)),
+                    1 => {
+                        let peer = "192.0.2.10:5000".parse().expect("literal");
+                        let _ = server.handle_peer_connection(now, AllocationId(1), peer);
+                    }
+                    2 => {
+                        let _ = server.handle_peer_connected(now, connection);
+                    }
+                    _ => server.handle_peer_connect_failed(now, connection),
+                }
+            }
         }
-        while server.poll_action().is_some() {}
+        while let Some(action) = server.poll_action() {
+            if let Action::ConnectPeer { connection, .. } = action
+                && dialled.len() < 64
+            {
+                dialled.push(connection);
+            }
+        }
         while server.poll_event().is_some() {}
         if let Some(deadline) = server.poll_timeout() {
             assert!(deadline >= start);

@@ -6,15 +6,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::{
-    Authenticated, Event, Failure, Server, address_error_value, channel_conflict, channel_expiry,
-    error, is_bindable_channel, parity_of,
+    Authenticated, Event, Failure, RESERVATION_LIFETIME, Reservation, Server, address_error_value,
+    channel_conflict, channel_expiry, error, is_bindable_channel, parity_of,
 };
 use crate::allocation::{Allocation, ChannelBinding, EndReason, FiveTuple, Flow};
 use crate::server::Action;
 use crate::stun::{AddressFamily, Class, Message, attribute_type as attr};
 
-/// IANA's protocol number for UDP, the only REQUESTED-TRANSPORT served.
+/// IANA's protocol numbers for the REQUESTED-TRANSPORT values served.
 const PROTOCOL_UDP: u8 = 17;
+const PROTOCOL_TCP: u8 = 6;
 
 type Outcome = Result<Vec<u8>, Failure>;
 
@@ -36,27 +37,37 @@ impl Server {
             }
             return Err(error::ALLOCATION_MISMATCH.into());
         }
-        match request.attribute(attr::REQUESTED_TRANSPORT) {
+        let tcp = match request.attribute(attr::REQUESTED_TRANSPORT) {
             None => return Err(error::BAD_REQUEST.into()),
-            Some(value) if value.first() != Some(&PROTOCOL_UDP) => {
-                return Err(error::UNSUPPORTED_TRANSPORT.into());
-            }
-            Some(_) => {}
+            Some(value) => match value.first().copied() {
+                Some(PROTOCOL_UDP) => false,
+                Some(PROTOCOL_TCP) => true,
+                _ => return Err(error::UNSUPPORTED_TRANSPORT.into()),
+            },
+        };
+        // RFC 6062 §5.1: a TCP allocation needs a TCP or TLS control connection, and has no
+        // use for the UDP-only port and fragmentation attributes.
+        if tcp
+            && (!tuple.transport.is_stream()
+                || request.attribute(attr::EVEN_PORT).is_some()
+                || request.attribute(attr::RESERVATION_TOKEN).is_some()
+                || request.attribute(attr::DONT_FRAGMENT).is_some())
+        {
+            return Err(error::BAD_REQUEST.into());
         }
         let even_port = request.attribute(attr::EVEN_PORT);
         let requested_family = request.attribute(attr::REQUESTED_ADDRESS_FAMILY);
         let additional_family = request.attribute(attr::ADDITIONAL_ADDRESS_FAMILY);
-        if request.has(attr::RESERVATION_TOKEN) {
-            if even_port.is_some() || requested_family.is_some() || additional_family.is_some() {
-                return Err(error::BAD_REQUEST.into());
-            }
-            // This server never hands out reservations, so no token can be valid.
-            return Err(error::INSUFFICIENT_CAPACITY.into());
+        let token = request.attribute(attr::RESERVATION_TOKEN);
+        if token.is_some()
+            && (even_port.is_some() || requested_family.is_some() || additional_family.is_some())
+        {
+            return Err(error::BAD_REQUEST.into());
         }
         let (parity, reserve_next) = parity_of(even_port);
-        if reserve_next {
-            // Keeping the next port for a later allocation is not supported.
-            return Err(error::INSUFFICIENT_CAPACITY.into());
+        if reserve_next && additional_family.is_some() {
+            // A reservation keeps one port of one family; a dual allocation has two.
+            return Err(error::BAD_REQUEST.into());
         }
         let families = match (requested_family, additional_family) {
             (Some(_), Some(_)) => return Err(error::BAD_REQUEST.into()),
@@ -86,22 +97,35 @@ impl Server {
 
         let mut relays: Vec<SocketAddr> = Vec::new();
         let mut address_errors: Vec<Vec<u8>> = Vec::new();
-        for (index, family) in families.iter().copied().enumerate() {
-            let failure = match self.relay_ip(family) {
-                None => error::ADDRESS_FAMILY_NOT_SUPPORTED,
-                Some(ip) => match self.ports.acquire(family, parity) {
-                    Some(port) => {
-                        relays.push(SocketAddr::new(ip, port));
-                        continue;
-                    }
-                    None => error::INSUFFICIENT_CAPACITY,
-                },
-            };
-            if index == 0 {
-                // The first family is the one asked for; without it there is no allocation.
-                return Err(failure.into());
+        let mut reserved: Option<([u8; 8], SocketAddr)> = None;
+        if let Some(token) = token {
+            let token: [u8; 8] = token.try_into().map_err(|_| error::BAD_REQUEST)?;
+            // An unknown, expired or already used token (RFC 8656 §7.2).
+            let reservation = self
+                .reservations
+                .remove(&token)
+                .ok_or(error::INSUFFICIENT_CAPACITY)?;
+            relays.push(reservation.relayed);
+        } else if reserve_next {
+            reserved = Some(self.reserve_pair(families[0], &mut relays)?);
+        } else {
+            for (index, family) in families.iter().copied().enumerate() {
+                let failure = match self.relay_ip(family) {
+                    None => error::ADDRESS_FAMILY_NOT_SUPPORTED,
+                    Some(ip) => match self.ports.acquire(family, parity) {
+                        Some(port) => {
+                            relays.push(SocketAddr::new(ip, port));
+                            continue;
+                        }
+                        None => error::INSUFFICIENT_CAPACITY,
+                    },
+                };
+                if index == 0 {
+                    // The first family is the one asked for; without it there is no allocation.
+                    return Err(failure.into());
+                }
+                address_errors.push(address_error_value(family, failure));
             }
-            address_errors.push(address_error_value(family, failure));
         }
 
         let lifetime = self.lifetime_for(request);
@@ -113,9 +137,17 @@ impl Server {
         for value in &address_errors {
             builder.add(attr::ADDRESS_ERROR_CODE, value);
         }
+        if let Some((token, _)) = reserved {
+            builder.add(attr::RESERVATION_TOKEN, &token);
+        }
         builder.add_u32(attr::LIFETIME, lifetime_seconds(lifetime));
         builder.add_xor_address(attr::XOR_MAPPED_ADDRESS, tuple.client);
         let reply = self.sign(builder, request, Some(auth));
+        if let Some((token, relayed)) = reserved {
+            let expires = now + RESERVATION_LIFETIME;
+            self.reservations.insert(token, Reservation { relayed });
+            self.reservation_expiry.push_back((expires, token));
+        }
 
         let (to_peers_budget, from_peers_budget) = self.bandwidth_buckets(now);
         let expires = now + lifetime;
@@ -126,6 +158,7 @@ impl Server {
                 tuple,
                 username: auth.username.clone(),
                 relays: relays.clone(),
+                tcp,
                 expires,
                 permissions: HashMap::new(),
                 channels: HashMap::new(),
@@ -146,9 +179,17 @@ impl Server {
         self.by_tuple.insert(tuple, id);
         *self.per_user.entry(auth.username.clone()).or_insert(0) += 1;
         for relayed in &relays {
-            self.actions.push_back(Action::OpenRelay {
-                allocation: id,
-                relayed: *relayed,
+            let relayed = *relayed;
+            self.actions.push_back(if tcp {
+                Action::OpenTcpRelay {
+                    allocation: id,
+                    relayed,
+                }
+            } else {
+                Action::OpenRelay {
+                    allocation: id,
+                    relayed,
+                }
             });
         }
         self.events.push_back(Event::AllocationStarted {
@@ -158,6 +199,34 @@ impl Server {
             relayed: relays,
         });
         Ok(reply)
+    }
+
+    /// EVEN-PORT with the R bit: an even port for this allocation (pushed onto `relays`) and
+    /// the next one kept under a fresh token, returned with the address it keeps.
+    fn reserve_pair(
+        &mut self,
+        family: AddressFamily,
+        relays: &mut Vec<SocketAddr>,
+    ) -> Result<([u8; 8], SocketAddr), Failure> {
+        let ip = self
+            .relay_ip(family)
+            .ok_or(error::ADDRESS_FAMILY_NOT_SUPPORTED)?;
+        // The expiry queue also holds tokens already used, so bounding it bounds both.
+        if self.reservation_expiry.len() >= self.config.max_allocations {
+            return Err(error::INSUFFICIENT_CAPACITY.into());
+        }
+        let mut token = [0u8; 8];
+        self.entropy.fill(&mut token);
+        if self.reservations.contains_key(&token) {
+            return Err(error::INSUFFICIENT_CAPACITY.into());
+        }
+        let even = self
+            .ports
+            .acquire_pair(family)
+            .ok_or(error::INSUFFICIENT_CAPACITY)?;
+        relays.push(SocketAddr::new(ip, even));
+        // acquire_pair only returns an even port below u16::MAX, whose successor exists.
+        Ok((token, SocketAddr::new(ip, even + 1)))
     }
 
     pub(super) fn refresh(
@@ -268,6 +337,10 @@ impl Server {
         let Some(alloc) = self.allocations.get(&id) else {
             return Err(error::ALLOCATION_MISMATCH.into());
         };
+        if alloc.tcp {
+            // RFC 6062 §5: a TCP allocation's data goes over connections, not channels.
+            return Err(error::BAD_REQUEST.into());
+        }
         if alloc.relay_for(peer.ip()).is_none() {
             return Err(error::PEER_ADDRESS_FAMILY_MISMATCH.into());
         }
@@ -319,7 +392,7 @@ impl Server {
 
     /// The allocation of this 5-tuple, if the request's user owns it: 437 when there is
     /// none, 441 when it is someone else's (RFC 8656 §5).
-    fn owned_allocation(
+    pub(super) fn owned_allocation(
         &self,
         tuple: FiveTuple,
         auth: &Authenticated,

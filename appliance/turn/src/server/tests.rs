@@ -392,8 +392,12 @@ fn requests_without_an_allocation_get_437() {
 #[test]
 fn allocate_refuses_what_it_does_not_serve_with_the_right_codes() {
     let mut h = harness();
+    // RFC 6062 §5.1: TCP relaying needs a TCP or TLS control connection (400); protocols
+    // other than UDP and TCP are not served (442).
     let tcp = (attr::REQUESTED_TRANSPORT, vec![6, 0, 0, 0]);
-    assert_eq!(code_of(&h.request(Method::Allocate, &[tcp])), Some(442));
+    assert_eq!(code_of(&h.request(Method::Allocate, &[tcp])), Some(400));
+    let sctp = (attr::REQUESTED_TRANSPORT, vec![132, 0, 0, 0]);
+    assert_eq!(code_of(&h.request(Method::Allocate, &[sctp])), Some(442));
     assert_eq!(code_of(&h.request(Method::Allocate, &[])), Some(400));
     let token = (attr::RESERVATION_TOKEN, vec![1; 8]);
     assert_eq!(
@@ -405,10 +409,19 @@ fn allocate_refuses_what_it_does_not_serve_with_the_right_codes() {
         code_of(&h.request(Method::Allocate, &[requested_udp(), token, even])),
         Some(400)
     );
-    let reserve = (attr::EVEN_PORT, vec![0x80]);
+    let reserve_dual = [
+        requested_udp(),
+        (attr::EVEN_PORT, vec![0x80]),
+        (attr::ADDITIONAL_ADDRESS_FAMILY, vec![0x02, 0, 0, 0]),
+    ];
     assert_eq!(
-        code_of(&h.request(Method::Allocate, &[requested_udp(), reserve])),
-        Some(508)
+        code_of(&h.request(Method::Allocate, &reserve_dual)),
+        Some(400)
+    );
+    let short_token = (attr::RESERVATION_TOKEN, vec![1; 4]);
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_udp(), short_token])),
+        Some(400)
     );
     let family = (attr::REQUESTED_ADDRESS_FAMILY, vec![0x03, 0, 0, 0]);
     assert_eq!(
@@ -615,7 +628,8 @@ fn channel_bind_keeps_numbers_and_peers_one_to_one() {
     let peer = addr("192.0.2.10:5000");
     let other = addr("192.0.2.11:5000");
     assert_eq!(h.bind_channel(0x3FFF, peer), Some(400), "below the range");
-    assert_eq!(h.bind_channel(0x5000, peer), Some(400), "above the range");
+    assert_eq!(h.bind_channel(0x8000, peer), Some(400), "above the range");
+    assert_eq!(h.bind_channel(0xFFFF, peer), Some(400), "above the range");
     assert_eq!(h.bind_channel(0x4FFF, peer), None);
     assert_eq!(
         h.bind_channel(0x4FFF, peer),
@@ -816,6 +830,14 @@ fn replies_of_401_per_source_are_capped() {
         h.exchange(&bytes).is_some(),
         "the budget comes back with the window"
     );
+
+    // A stream client cannot have a forged source, and would never retransmit: no budget.
+    h.tuple.transport = Transport::Tcp;
+    for _ in 0..5 {
+        let tid = h.tid();
+        let bytes = h.build(Method::Allocate, tid, &[requested_udp()], false);
+        assert!(h.exchange(&bytes).is_some(), "every 401 is sent over TCP");
+    }
 }
 
 #[test]
@@ -919,4 +941,554 @@ fn hostile_bytes_never_panic_the_server() {
     }
     let _ = h.actions();
     let _ = h.events();
+}
+
+/// The relayed address and RESERVATION-TOKEN of a successful Allocate reply.
+fn relayed_and_token(reply: &[u8]) -> (SocketAddr, Option<Vec<u8>>) {
+    let message = Message::decode(reply).expect("decodes");
+    assert_eq!(
+        message.class,
+        Class::SuccessResponse,
+        "{:?}",
+        message.error_code()
+    );
+    let relayed = message
+        .xor_address(attr::XOR_RELAYED_ADDRESS)
+        .expect("relayed");
+    (
+        relayed,
+        message
+            .attribute(attr::RESERVATION_TOKEN)
+            .map(<[u8]>::to_vec),
+    )
+}
+
+#[test]
+fn even_port_with_the_r_bit_keeps_the_next_port_for_its_token() {
+    let mut h = harness();
+    let reserve = [requested_udp(), (attr::EVEN_PORT, vec![0x80])];
+    let (rtp, token) = relayed_and_token(&h.request(Method::Allocate, &reserve));
+    let token = token.expect("a RESERVATION-TOKEN");
+    assert_eq!(token.len(), 8);
+    assert_eq!(rtp.port() % 2, 0);
+    assert_eq!(h.server.reservation_count(), 1);
+
+    // A second client (coturn's RTCP socket) claims the kept port with the token.
+    h.tuple.client = addr("203.0.113.7:40001");
+    h.nonce = None; // nonces are bound to the client's address
+    let claim = [requested_udp(), (attr::RESERVATION_TOKEN, token.clone())];
+    let (rtcp, none) = relayed_and_token(&h.request(Method::Allocate, &claim));
+    assert_eq!(rtcp, SocketAddr::new(rtp.ip(), rtp.port() + 1));
+    assert_eq!(none, None);
+    assert_eq!(h.server.reservation_count(), 0);
+    let started: Vec<Vec<SocketAddr>> = h
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::AllocationStarted { relayed, .. } => Some(relayed),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, vec![vec![rtp], vec![rtcp]]);
+
+    // A token is good once.
+    h.tuple.client = addr("203.0.113.7:40002");
+    h.nonce = None;
+    let again = [requested_udp(), (attr::RESERVATION_TOKEN, token)];
+    assert_eq!(code_of(&h.request(Method::Allocate, &again)), Some(508));
+}
+
+#[test]
+fn an_unclaimed_reservation_expires_and_its_port_returns() {
+    // Two ports: the pair, and nothing else.
+    let mut h = harness_with(config(), 50000..=50001);
+    let reserve = [requested_udp(), (attr::EVEN_PORT, vec![0x80])];
+    let (rtp, token) = relayed_and_token(&h.request(Method::Allocate, &reserve));
+    assert_eq!(rtp.port(), 50000);
+    let token = token.expect("a token");
+    assert!(
+        h.server
+            .poll_timeout()
+            .is_some_and(|at| at <= h.now + RESERVATION_LIFETIME)
+    );
+
+    h.tuple.client = addr("203.0.113.7:40001");
+    h.nonce = None;
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_udp()])),
+        Some(508),
+        "kept"
+    );
+    h.advance(RESERVATION_LIFETIME);
+    assert_eq!(h.server.reservation_count(), 0);
+    let claim = [requested_udp(), (attr::RESERVATION_TOKEN, token)];
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &claim)),
+        Some(508),
+        "expired"
+    );
+    let (relayed, _) = relayed_and_token(&h.request(Method::Allocate, &[requested_udp()]));
+    assert_eq!(relayed.port(), 50001, "given back to the pool");
+}
+
+#[test]
+fn finishing_gives_reserved_ports_back() {
+    let mut h = harness_with(config(), 50000..=50001);
+    let reserve = [requested_udp(), (attr::EVEN_PORT, vec![0x80])];
+    let _ = relayed_and_token(&h.request(Method::Allocate, &reserve));
+    h.server.finish(h.now);
+    assert_eq!(h.server.reservation_count(), 0);
+}
+
+#[test]
+fn channels_above_0x4fff_carry_data_as_rfc_5766_allowed() {
+    let mut h = harness();
+    let (allocation, _) = h.allocate();
+    let peer = addr("192.0.2.10:5000");
+    assert_eq!(h.bind_channel(0x7FFF, peer), None);
+    let _ = h.actions();
+    let frame = framing::ChannelData::encode(0x7FFF, b"media", false);
+    h.server.handle_client(h.now, h.tuple, &frame);
+    let sent: Vec<Action> = h.actions();
+    assert!(
+        matches!(&sent[..], [Action::RelayTo { peer: p, bytes, .. }] if *p == peer && bytes == b"media"),
+        "{sent:?}"
+    );
+    h.server.handle_peer_data(h.now, allocation, peer, b"back");
+    let [Action::Transmit { bytes, .. }] = &h.actions()[..] else {
+        panic!("one ChannelData");
+    };
+    let decoded = framing::ChannelData::decode(bytes).expect("ChannelData");
+    assert_eq!((decoded.channel, decoded.data), (0x7FFF, &b"back"[..]));
+}
+
+#[test]
+fn a_closed_stream_connection_ends_its_allocation() {
+    let mut h = harness();
+    h.tuple.transport = Transport::Tcp;
+    let (allocation, _) = h.allocate();
+    let other = FiveTuple {
+        client: addr("203.0.113.8:40000"),
+        ..h.tuple
+    };
+    h.server.handle_connection_closed(h.now, other);
+    assert_eq!(h.server.allocation_count(), 1, "another connection's close");
+    h.server.handle_connection_closed(h.now, h.tuple);
+    assert_eq!(h.server.allocation_count(), 0);
+    let ended: Vec<Event> = h.events();
+    assert!(
+        matches!(
+            &ended[..],
+            [Event::AllocationEnded(summary)]
+                if summary.allocation == allocation && summary.reason == EndReason::ConnectionClosed
+        ),
+        "{ended:?}"
+    );
+}
+
+fn requested_tcp() -> Attr {
+    (attr::REQUESTED_TRANSPORT, vec![6, 0, 0, 0])
+}
+
+fn connection_id_attr(id: u32) -> Attr {
+    (attr::CONNECTION_ID, id.to_be_bytes().to_vec())
+}
+
+/// The CONNECTION-ID a message carries.
+fn connection_id_of(bytes: &[u8]) -> Option<ConnectionId> {
+    let message = Message::decode(bytes).expect("decodes");
+    let value: [u8; 4] = message.attribute(attr::CONNECTION_ID)?.try_into().ok()?;
+    Some(ConnectionId(u32::from_be_bytes(value)))
+}
+
+impl Harness {
+    /// A TCP allocation (RFC 6062) over a TCP control connection.
+    fn allocate_tcp(&mut self) -> (AllocationId, SocketAddr) {
+        self.tuple.transport = Transport::Tcp;
+        let nonce_probe = self.tid();
+        let probe = self.build(Method::Allocate, nonce_probe, &[requested_tcp()], false);
+        let reply = self.exchange(&probe).expect("a 401");
+        self.nonce = Message::decode(&reply)
+            .expect("decodes")
+            .text(attr::NONCE)
+            .map(str::to_owned);
+        let tid = self.tid();
+        let bytes = self.build(Method::Allocate, tid, &[requested_tcp()], true);
+        self.server.handle_client(self.now, self.tuple, &bytes);
+        let actions = self.actions();
+        let [
+            Action::OpenTcpRelay {
+                allocation,
+                relayed,
+            },
+            Action::Transmit { bytes: reply, .. },
+        ] = &actions[..]
+        else {
+            panic!("a TCP listener and the reply: {actions:?}");
+        };
+        assert_eq!(code_of(reply), None);
+        let (allocation, relayed) = (*allocation, *relayed);
+        self.events();
+        (allocation, relayed)
+    }
+
+    /// Sends Connect for `peer`; the actions that follow.
+    fn connect(&mut self, peer: SocketAddr) -> Vec<Action> {
+        let tid = self.tid();
+        let attrs = [(attr::XOR_PEER_ADDRESS, stun::encode_xor_address(peer, &tid))];
+        let bytes = self.build(Method::Connect, tid, &attrs, true);
+        self.server.handle_client(self.now, self.tuple, &bytes);
+        self.actions()
+    }
+
+    /// Sends ConnectionBind for `id` from `data` (a fresh connection); the actions that follow.
+    fn connection_bind(&mut self, data: FiveTuple, id: u32) -> Vec<Action> {
+        let control = self.tuple;
+        self.tuple = data;
+        // The nonce is bound to the client address; the data connection gets its own.
+        let nonce = self.nonce.take();
+        let probe = self.tid();
+        let bytes = self.build(
+            Method::ConnectionBind,
+            probe,
+            &[connection_id_attr(id)],
+            false,
+        );
+        let reply = self.exchange(&bytes).expect("a 401");
+        self.nonce = Message::decode(&reply)
+            .expect("decodes")
+            .text(attr::NONCE)
+            .map(str::to_owned);
+        let tid = self.tid();
+        let bytes = self.build(Method::ConnectionBind, tid, &[connection_id_attr(id)], true);
+        self.server.handle_client(self.now, self.tuple, &bytes);
+        self.tuple = control;
+        self.nonce = nonce;
+        self.actions()
+    }
+}
+
+fn reply_code(actions: &[Action]) -> Option<Option<u16>> {
+    actions.iter().find_map(|action| match action {
+        Action::Transmit { bytes, .. } => Some(code_of(bytes)),
+        _ => None,
+    })
+}
+
+fn data_tuple(port: u16) -> FiveTuple {
+    FiveTuple {
+        client: SocketAddr::new("203.0.113.7".parse().expect("literal"), port),
+        server: addr("198.51.100.1:3478"),
+        transport: Transport::Tcp,
+    }
+}
+
+#[test]
+fn tcp_allocations_need_a_stream_and_no_udp_only_attributes() {
+    let mut h = harness();
+    h.tuple.transport = Transport::Tcp;
+    let even = (attr::EVEN_PORT, vec![0x00]);
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_tcp(), even])),
+        Some(400)
+    );
+    let dont_fragment = (attr::DONT_FRAGMENT, vec![]);
+    assert_eq!(
+        code_of(&h.request(Method::Allocate, &[requested_tcp(), dont_fragment])),
+        Some(400)
+    );
+    assert_eq!(h.server.allocation_count(), 0);
+    let mut h = harness();
+    let (_, relayed) = h.allocate_tcp();
+    assert_eq!(
+        relayed.ip(),
+        "198.51.100.1".parse::<IpAddr>().expect("literal")
+    );
+}
+
+#[test]
+fn connect_needs_policy_and_permission_and_answers_after_the_dial() {
+    let mut h = harness();
+    let (allocation, relayed) = h.allocate_tcp();
+    let denied = addr("127.0.0.1:22");
+    assert_eq!(reply_code(&h.connect(denied)), Some(Some(403)));
+    assert!(matches!(
+        h.events()[..],
+        [Event::PeerRefused {
+            reason: Refusal::Loopback,
+            ..
+        }]
+    ));
+    let own = addr("198.51.100.1:3478");
+    assert_eq!(reply_code(&h.connect(own)), Some(Some(403)));
+
+    let peer = addr("10.0.0.9:7000");
+    assert_eq!(
+        reply_code(&h.connect(peer)),
+        Some(Some(403)),
+        "no permission"
+    );
+    assert_eq!(h.permit(peer), None);
+    let actions = h.connect(peer);
+    let [
+        Action::ConnectPeer {
+            allocation: dial_for,
+            connection,
+            relayed: from,
+            peer: to,
+        },
+    ] = actions[..]
+    else {
+        panic!("one dial and no reply yet: {actions:?}");
+    };
+    assert_eq!((dial_for, from, to), (allocation, relayed, peer));
+    assert_eq!(
+        reply_code(&h.connect(peer)),
+        Some(Some(446)),
+        "one connection per peer"
+    );
+
+    assert!(h.server.handle_peer_connected(h.now, connection));
+    let actions = h.actions();
+    let [Action::Transmit { tuple, bytes }] = &actions[..] else {
+        panic!("the Connect reply: {actions:?}");
+    };
+    assert_eq!(*tuple, h.tuple);
+    assert_eq!(code_of(bytes), None);
+    assert_eq!(connection_id_of(bytes), Some(connection));
+    let key = stun::long_term_key_md5(USER, REALM, PASSWORD);
+    let message = Message::decode(bytes).expect("decodes");
+    assert_eq!(message.check_integrity(&key), IntegrityCheck::Valid);
+
+    let unreachable = addr("10.0.0.10:7000");
+    assert_eq!(h.permit(unreachable), None);
+    let [Action::ConnectPeer { connection, .. }] = h.connect(unreachable)[..] else {
+        panic!("a dial");
+    };
+    h.server.handle_peer_connect_failed(h.now, connection);
+    assert_eq!(reply_code(&h.actions()), Some(Some(447)));
+    assert_eq!(h.server.connection_count(), 1);
+}
+
+#[test]
+fn connect_and_connection_bind_need_a_tcp_allocation() {
+    let mut h = harness();
+    h.allocate();
+    let peer = addr("10.0.0.9:7000");
+    assert_eq!(h.permit(peer), None);
+    assert_eq!(reply_code(&h.connect(peer)), Some(Some(400)));
+    let actions = h.connection_bind(data_tuple(40001), 1);
+    assert_eq!(reply_code(&actions), Some(Some(400)), "not over UDP");
+}
+
+#[test]
+fn connection_bind_pipes_a_known_connection_once_and_not_after_30_s() {
+    let mut h = harness();
+    let (allocation, _) = h.allocate_tcp();
+    let peer = addr("10.0.0.9:7000");
+    assert_eq!(h.permit(peer), None);
+
+    let actions = h.connection_bind(data_tuple(40001), 12345);
+    assert_eq!(
+        reply_code(&actions),
+        Some(Some(400)),
+        "unknown CONNECTION-ID"
+    );
+
+    let [Action::ConnectPeer { connection, .. }] = h.connect(peer)[..] else {
+        panic!("a dial");
+    };
+    assert!(h.server.handle_peer_connected(h.now, connection));
+    h.actions();
+    let data = data_tuple(40002);
+    let actions = h.connection_bind(data, connection.0);
+    let [
+        Action::Transmit { tuple, bytes },
+        Action::BindData {
+            connection: bound,
+            tuple: bound_tuple,
+        },
+    ] = &actions[..]
+    else {
+        panic!("the reply, then the pipe: {actions:?}");
+    };
+    assert_eq!((*tuple, code_of(bytes)), (data, None));
+    assert_eq!((*bound, *bound_tuple), (connection, data));
+    let again = h.connection_bind(data_tuple(40003), connection.0);
+    assert_eq!(reply_code(&again), Some(Some(400)), "bound already");
+
+    // Bytes the pipe carried count in the summary.
+    h.server.handle_connection_bytes(connection, 100, 250);
+
+    let other = addr("10.0.0.11:7000");
+    assert_eq!(h.permit(other), None);
+    let [
+        Action::ConnectPeer {
+            connection: late, ..
+        },
+    ] = h.connect(other)[..]
+    else {
+        panic!("a dial");
+    };
+    assert!(h.server.handle_peer_connected(h.now, late));
+    h.actions();
+    h.advance(CONNECTION_BIND_WITHIN + Duration::from_secs(1));
+    assert_eq!(
+        h.actions(),
+        vec![Action::CloseConnection { connection: late }],
+        "unbound for 30 s"
+    );
+    let actions = h.connection_bind(data_tuple(40004), late.0);
+    assert_eq!(
+        reply_code(&actions),
+        Some(Some(400)),
+        "expired CONNECTION-ID"
+    );
+
+    // The data connection closing closes its peer connection.
+    h.server.handle_connection_closed(h.now, data);
+    assert_eq!(h.actions(), vec![Action::CloseConnection { connection }]);
+    assert_eq!(h.server.connection_count(), 0);
+
+    h.server.finish(h.now);
+    let summary = h
+        .events()
+        .into_iter()
+        .find_map(|event| match event {
+            Event::AllocationEnded(summary) if summary.allocation == allocation => Some(summary),
+            _ => None,
+        })
+        .expect("a summary");
+    assert_eq!(
+        (summary.to_peers.bytes, summary.from_peers.bytes),
+        (100, 250)
+    );
+}
+
+#[test]
+fn incoming_peer_connections_need_policy_and_permission() {
+    let mut h = harness();
+    let (allocation, _) = h.allocate_tcp();
+    let peer = addr("10.0.0.9:50123");
+    assert_eq!(
+        h.server.handle_peer_connection(h.now, allocation, peer),
+        None
+    );
+    let loopback = addr("127.0.0.1:50123");
+    assert_eq!(
+        h.server.handle_peer_connection(h.now, allocation, loopback),
+        None
+    );
+    assert!(matches!(
+        h.events()[..],
+        [Event::PeerRefused {
+            reason: Refusal::Loopback,
+            ..
+        }]
+    ));
+    assert!(h.actions().is_empty());
+
+    assert_eq!(h.permit(peer), None);
+    let connection = h
+        .server
+        .handle_peer_connection(h.now, allocation, peer)
+        .expect("a permitted peer");
+    let actions = h.actions();
+    let [Action::Transmit { tuple, bytes }] = &actions[..] else {
+        panic!("a ConnectionAttempt: {actions:?}");
+    };
+    assert_eq!(*tuple, h.tuple);
+    let message = Message::decode(bytes).expect("decodes");
+    assert_eq!(
+        (message.class, message.method),
+        (Class::Indication, Method::ConnectionAttempt)
+    );
+    assert_eq!(message.xor_address(attr::XOR_PEER_ADDRESS), Some(peer));
+    assert_eq!(connection_id_of(bytes), Some(connection));
+
+    let data = data_tuple(40002);
+    let actions = h.connection_bind(data, connection.0);
+    assert!(matches!(
+        actions[..],
+        [Action::Transmit { .. }, Action::BindData { .. }]
+    ));
+}
+
+#[test]
+fn a_tcp_allocation_ending_closes_its_connections_and_refuses_send_and_channels() {
+    let mut h = harness();
+    let (allocation, relayed) = h.allocate_tcp();
+    let peer = addr("10.0.0.9:7000");
+    assert_eq!(h.permit(peer), None);
+    assert_eq!(h.bind_channel(0x4001, peer), Some(400));
+    let tid = h.tid();
+    let mut builder = MessageBuilder::new(Class::Indication, Method::Send, &tid);
+    builder.add_xor_address(attr::XOR_PEER_ADDRESS, peer);
+    builder.add(attr::DATA, b"rtp");
+    h.server
+        .handle_client(h.now, h.tuple, &builder.finish(None, false));
+    assert!(h.actions().is_empty(), "no Send on a TCP allocation");
+
+    let [Action::ConnectPeer { connection, .. }] = h.connect(peer)[..] else {
+        panic!("a dial");
+    };
+    h.server.handle_connection_closed(h.now, h.tuple);
+    assert_eq!(
+        h.actions(),
+        vec![
+            Action::CloseConnection { connection },
+            Action::CloseRelay {
+                allocation,
+                relayed
+            }
+        ]
+    );
+    assert!(
+        !h.server.handle_peer_connected(h.now, connection),
+        "a dial finishing late is closed"
+    );
+    assert!(h.actions().is_empty());
+}
+
+#[test]
+fn connection_bind_may_use_the_control_connections_nonce_from_the_same_host() {
+    let mut h = harness();
+    h.allocate_tcp();
+    let peer = addr("10.0.0.9:7000");
+    assert_eq!(h.permit(peer), None);
+    let [Action::ConnectPeer { connection, .. }] = h.connect(peer)[..] else {
+        panic!("a dial");
+    };
+    assert!(h.server.handle_peer_connected(h.now, connection));
+    h.actions();
+    let control = h.tuple;
+
+    // Another host with the control connection's nonce: 438.
+    h.tuple = FiveTuple {
+        client: addr("203.0.113.99:40001"),
+        ..data_tuple(40001)
+    };
+    let tid = h.tid();
+    let bytes = h.build(
+        Method::ConnectionBind,
+        tid,
+        &[connection_id_attr(connection.0)],
+        true,
+    );
+    assert_eq!(code_of(&h.exchange(&bytes).expect("a reply")), Some(438));
+
+    // The same host, as coturn's clients do it: bound.
+    h.tuple = data_tuple(40002);
+    let tid = h.tid();
+    let bytes = h.build(
+        Method::ConnectionBind,
+        tid,
+        &[connection_id_attr(connection.0)],
+        true,
+    );
+    h.server.handle_client(h.now, h.tuple, &bytes);
+    let actions = h.actions();
+    assert_eq!(reply_code(&actions), Some(None), "{actions:?}");
+    assert!(matches!(actions[..], [_, Action::BindData { .. }]));
+    h.tuple = control;
 }
