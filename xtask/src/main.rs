@@ -18,7 +18,9 @@ tasks:
   demo [-- ARGS]   install build dependencies, build in release mode, run `tapline demo ARGS`
   test             install test peers, then fmt check, clippy -D warnings, every test
   check            fmt check and clippy only
-  bench            measure against the anchors (tshark), write docs/benchmarks.md
+  bench [PART...]  measure against the anchors (tshark, OpenSSH, coturn), write
+                   docs/benchmarks.md; PART is reconstruction, live, sftp, index, turn
+                   or web, and a partial run rewrites only those sections
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -30,7 +32,7 @@ fn main() -> anyhow::Result<()> {
         "demo" => demo(&rest),
         "test" => test(),
         "check" => check(),
-        "bench" => bench::run(),
+        "bench" => bench::run(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -27,12 +27,24 @@ use anyhow::{Context, bail};
 /// Runs of each measurement; the report gives their median.
 const RUNS: usize = 3;
 
-pub(crate) fn run() -> anyhow::Result<()> {
+/// The parts, in the order the report lists them.
+const PARTS: &[&str] = &["reconstruction", "live", "sftp", "index", "turn", "web"];
+
+/// Runs the parts named in `parts` (all of them when empty). A full run writes the whole
+/// report; a partial one replaces only its parts' sections of `docs/benchmarks.md`.
+pub(crate) fn run(parts: &[String]) -> anyhow::Result<()> {
+    if let Some(unknown) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+        bail!(
+            "unknown benchmark {unknown:?}: the parts are {}",
+            PARTS.join(", ")
+        );
+    }
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     if !rustix::process::geteuid().is_root() {
         bail!(
             "`cargo xtask bench` needs root: the live-capture benchmark creates two network \
              namespaces joined by a veth pair (CAP_NET_ADMIN, CAP_SYS_ADMIN) and captures on \
-             it (CAP_NET_RAW). Run it again as root."
+             it (CAP_NET_RAW), and the others pin processes to cores. Run it again as root."
         );
     }
     crate::deps::ensure(crate::deps::BUILD)?;
@@ -47,6 +59,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         let release = Path::new(&target).join("release/xtask");
         let status = Command::new(&release)
             .arg("bench")
+            .args(parts)
             .status()
             .with_context(|| format!("cannot start {}", release.display()))?;
         if !status.success() {
@@ -54,27 +67,85 @@ pub(crate) fn run() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let mut sections: Vec<(&str, String)> = Vec::new();
+    let mut section = |part: &'static str, write: &dyn Fn(&mut String) -> anyhow::Result<()>| {
+        let mut text = String::new();
+        write(&mut text)?;
+        sections.push((part, text));
+        anyhow::Ok(())
+    };
     // The live capture first: if the network namespaces cannot be made, it fails before the
     // minutes of reconstruction rather than after.
-    let live = live::measure()?;
-    let reconstruction = reconstruction::measure()?;
-    let sftp = sftp::measure()?;
-    let index = index::measure()?;
-    let turn = turn::measure()?;
-    let web = web::measure()?;
+    if wanted("live") {
+        let live = live::measure()?;
+        section("live", &|out| live.write_section(out))?;
+    }
+    if wanted("reconstruction") {
+        let reconstruction = reconstruction::measure()?;
+        section("reconstruction", &|out| reconstruction.write_section(out))?;
+    }
+    if wanted("sftp") {
+        let sftp = sftp::measure()?;
+        section("sftp", &|out| sftp.write_section(out))?;
+    }
+    if wanted("index") {
+        let index = index::measure()?;
+        section("index", &|out| index.write_section(out))?;
+    }
+    if wanted("turn") {
+        let turn = turn::measure()?;
+        section("turn", &|out| turn.write_section(out))?;
+    }
+    if wanted("web") {
+        let web = web::measure()?;
+        section("web", &|out| web.write_section(out))?;
+    }
+    sections.sort_by_key(|(part, _)| PARTS.iter().position(|p| p == part));
 
-    let mut report = header()?;
-    reconstruction.write_section(&mut report)?;
-    live.write_section(&mut report)?;
-    sftp.write_section(&mut report)?;
-    index.write_section(&mut report)?;
-    turn.write_section(&mut report)?;
-    web.write_section(&mut report)?;
-    print!("{report}");
+    let path = Path::new("docs/benchmarks.md");
+    let report = if parts.is_empty() {
+        let mut report = header()?;
+        for (_, text) in &sections {
+            report.push_str(text);
+        }
+        report
+    } else {
+        let mut document = std::fs::read_to_string(path).unwrap_or_default();
+        for (_, text) in &sections {
+            document = replace_section(&document, text);
+        }
+        document
+    };
+    for (_, text) in &sections {
+        print!("{text}");
+    }
     std::fs::create_dir_all("docs")?;
-    std::fs::write("docs/benchmarks.md", report)?;
-    eprintln!("xtask: wrote docs/benchmarks.md");
+    std::fs::write(path, report)?;
+    eprintln!("xtask: wrote {}", path.display());
     Ok(())
+}
+
+/// Replaces the section of `document` with the same `## ` heading as `section` (its first
+/// line) by `section`, or appends it.
+fn replace_section(document: &str, section: &str) -> String {
+    let heading = section.lines().next().unwrap_or_default();
+    let found = document
+        .match_indices(heading)
+        .map(|(at, _)| at)
+        .find(|&at| (at == 0 || document[..at].ends_with('\n')) && heading.starts_with("## "));
+    let Some(start) = found else {
+        let mut out = document.to_owned();
+        if !out.is_empty() && !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        out.push_str(section);
+        return out;
+    };
+    let rest = &document[start + heading.len()..];
+    let end = rest
+        .find("\n## ")
+        .map_or(document.len(), |at| start + heading.len() + at + 1);
+    format!("{}{section}{}", &document[..start], &document[end..])
 }
 
 fn header() -> anyhow::Result<String> {
@@ -109,4 +180,34 @@ fn header() -> anyhow::Result<String> {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_section;
+
+    #[test]
+    fn a_section_replaces_its_predecessor_and_nothing_else() {
+        let section = "## STUN/TURN relay\n\nnew\n\n";
+        for (document, expected) in [
+            (
+                "# B\n\n## A\n\na\n",
+                "# B\n\n## A\n\na\n\n## STUN/TURN relay\n\nnew\n\n",
+            ),
+            (
+                "# B\n\n## A\n\na\n\n",
+                "# B\n\n## A\n\na\n\n## STUN/TURN relay\n\nnew\n\n",
+            ),
+            (
+                "# B\n\n## STUN/TURN relay\n\nold\n\n## C\n\nc\n",
+                "# B\n\n## STUN/TURN relay\n\nnew\n\n## C\n\nc\n",
+            ),
+            (
+                "# B\n\n## A\n\n## STUN/TURN relay\n\nold\nolder\n",
+                "# B\n\n## A\n\n## STUN/TURN relay\n\nnew\n\n",
+            ),
+        ] {
+            assert_eq!(replace_section(document, section), expected, "{document:?}");
+        }
+    }
 }

@@ -524,8 +524,7 @@ impl Turn {
             out,
             "Reproduce: `cargo xtask bench` as root (it pins processes and raises the open-file \
              limit, to {OPEN_FILES} where allowed; coturn is installed with its service masked), or only this \
-             part, which rewrites only this section: `cargo test --release -p xtask -- \
-             --ignored turn_benchmark`.\n"
+             part, which rewrites only this section: `cargo xtask bench turn`.\n"
         )?;
         Ok(())
     }
@@ -544,49 +543,6 @@ fn describe(failures: &BTreeMap<String, usize>) -> String {
 mod tests {
     use super::*;
 
-    /// Replaces the section headed `## STUN/TURN relay` in `document` by `section`, or appends it.
-    fn replace_section(document: &str, section: &str) -> String {
-        const HEADING: &str = "## STUN/TURN relay\n";
-        let Some(start) = document.find(HEADING) else {
-            let mut out = document.to_owned();
-            if !out.ends_with("\n\n") && !out.is_empty() {
-                out.push('\n');
-            }
-            out.push_str(section);
-            return out;
-        };
-        let rest = &document[start + HEADING.len()..];
-        let end = rest
-            .find("\n## ")
-            .map_or(document.len(), |at| start + HEADING.len() + at + 1);
-        format!("{}{section}{}", &document[..start], &document[end..])
-    }
-
-    #[test]
-    fn the_section_replaces_its_predecessor_and_nothing_else() {
-        let section = "## STUN/TURN relay\n\nnew\n\n";
-        for (document, expected) in [
-            (
-                "# B\n\n## A\n\na\n",
-                "# B\n\n## A\n\na\n\n## STUN/TURN relay\n\nnew\n\n",
-            ),
-            (
-                "# B\n\n## A\n\na\n\n",
-                "# B\n\n## A\n\na\n\n## STUN/TURN relay\n\nnew\n\n",
-            ),
-            (
-                "# B\n\n## STUN/TURN relay\n\nold\n\n## C\n\nc\n",
-                "# B\n\n## STUN/TURN relay\n\nnew\n\n## C\n\nc\n",
-            ),
-            (
-                "# B\n\n## A\n\n## STUN/TURN relay\n\nold\nolder\n",
-                "# B\n\n## A\n\n## STUN/TURN relay\n\nnew\n\n",
-            ),
-        ] {
-            assert_eq!(replace_section(document, section), expected, "{document:?}");
-        }
-    }
-
     #[test]
     fn clients_get_distinct_loopback_addresses() {
         let addresses: std::collections::HashSet<_> = (0..CONCURRENT)
@@ -594,22 +550,5 @@ mod tests {
             .collect();
         assert_eq!(addresses.len(), CONCURRENT);
         assert!(addresses.iter().all(|ip| ip.is_loopback()));
-    }
-
-    /// This benchmark alone, its section of `docs/benchmarks.md` rewritten and the others
-    /// left as they are.
-    #[test]
-    #[ignore = "a benchmark: a couple of minutes, as root, with coturn installed"]
-    fn turn_benchmark() {
-        std::env::set_current_dir(crate::workspace_root()).expect("the workspace");
-        // coturn's `turnserver`, and taskset.
-        crate::deps::ensure(&["coturn", "util-linux"]).expect("the benchmark's packages");
-        let turn = measure().expect("the TURN benchmark");
-        let mut section = String::new();
-        turn.write_section(&mut section).expect("formatting");
-        print!("{section}");
-        let path = Path::new("docs/benchmarks.md");
-        let document = std::fs::read_to_string(path).unwrap_or_default();
-        std::fs::write(path, replace_section(&document, &section)).expect("docs/benchmarks.md");
     }
 }
