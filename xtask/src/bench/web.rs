@@ -174,7 +174,8 @@ impl WebLoad {
         }
         writeln!(
             out,
-            "\nReproduce with `cargo xtask bench`; the data set is kept in \
+            "\nReproduce with `cargo xtask bench`, or only this part with `cargo xtask bench web`; \
+             the data set is kept in \
              `target/bench/web-{ROWS}`.\n"
         )?;
         Ok(())
@@ -327,6 +328,7 @@ fn get_script(paths: &[&str], cookie: &str) -> String {
 fn sign_in_script() -> String {
     format!(
         "wrk.method = \"POST\"\n\
+         wrk.path = \"/api/v1/session\"\n\
          wrk.body = {:?}\n\
          wrk.headers[\"Content-Type\"] = \"application/json\"\n",
         sign_in_body()
