@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use tapline_audit::{Entry, events};
-use tapline_runtime::supervisor::error_chain;
 use tapline_store::Store;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -16,10 +15,6 @@ use tokio::task::JoinHandle;
 const QUEUE: usize = 4096;
 /// Rows written per transaction: one `fsync` for many rows.
 const BATCH: usize = 256;
-/// A batch the database refuses (busy, a full disk) is tried again a few times before the
-/// loss is logged.
-const WRITE_ATTEMPTS: u32 = 3;
-const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Who did something, from where: the fields every row of a session shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,26 +94,11 @@ impl AuditLog {
     }
 }
 
-async fn write_all(store: Arc<Store>, mut receiver: mpsc::Receiver<Record>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        let rows = Arc::new(std::mem::take(&mut batch));
-        for attempt in 1..=WRITE_ATTEMPTS {
-            let (store, batch) = (store.clone(), rows.clone());
-            let written = tokio::task::spawn_blocking(move || write_batch(&store, &batch)).await;
-            let error = match written {
-                Ok(Ok(())) => break,
-                Ok(Err(error)) => error_chain(&error),
-                Err(error) => error.to_string(),
-            };
-            if attempt == WRITE_ATTEMPTS {
-                tracing::error!(rows = rows.len(), %error, "SFTP audit rows were lost");
-            } else {
-                tracing::warn!(rows = rows.len(), %error, "cannot write SFTP audit rows; retrying");
-                tokio::time::sleep(RETRY_AFTER).await;
-            }
-        }
-    }
+async fn write_all(store: Arc<Store>, receiver: mpsc::Receiver<Record>) {
+    tapline_runtime::batch::write_in_batches(receiver, BATCH, "SFTP audit rows", move |rows| {
+        write_batch(&store, rows)
+    })
+    .await;
 }
 
 fn write_batch(store: &Store, rows: &[Record]) -> Result<(), tapline_store::rusqlite::Error> {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use tapline_config::{Config, TurnConfig};
-use tapline_runtime::supervisor::error_chain;
 use tapline_runtime::{CancellationToken, RestartPolicy, Supervisor};
 use tapline_store::{Store, rusqlite, utc_text};
 use tapline_turn::StaticUser;
@@ -137,10 +136,6 @@ async fn serve(config: ShellConfig) -> anyhow::Result<()> {
 
 /// Rows written per transaction: one `fsync` for many ended allocations.
 const RECORD_BATCH: usize = 256;
-/// A batch the database refuses (busy, a full disk) is tried again a few times before the
-/// loss is logged.
-const WRITE_ATTEMPTS: u32 = 3;
-const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts the task that writes each ended allocation's `turn_allocations` row, off the relay's
 /// path and in batches. It ends once every sender is gone and the queue is written.
@@ -151,26 +146,10 @@ pub(crate) fn record_allocations(
     (sender, tokio::spawn(write_records(store, receiver)))
 }
 
-async fn write_records(store: Arc<Store>, mut receiver: mpsc::Receiver<AllocationRecord>) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while receiver.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let rows = Arc::new(std::mem::take(&mut batch));
-        for attempt in 1..=WRITE_ATTEMPTS {
-            let (store, batch) = (store.clone(), rows.clone());
-            let written = tokio::task::spawn_blocking(move || write_batch(&store, &batch)).await;
-            let error = match written {
-                Ok(Ok(())) => break,
-                Ok(Err(error)) => error_chain(&error),
-                Err(error) => error.to_string(),
-            };
-            if attempt == WRITE_ATTEMPTS {
-                tracing::error!(rows = rows.len(), %error, "TURN allocation rows were lost");
-            } else {
-                tracing::warn!(rows = rows.len(), %error, "cannot write TURN allocation rows; retrying");
-                tokio::time::sleep(RETRY_AFTER).await;
-            }
-        }
-    }
+async fn write_records(store: Arc<Store>, receiver: mpsc::Receiver<AllocationRecord>) {
+    let write = move |rows: &[AllocationRecord]| write_batch(&store, rows);
+    tapline_runtime::batch::write_in_batches(receiver, RECORD_BATCH, "TURN allocation rows", write)
+        .await;
 }
 
 fn write_batch(store: &Store, rows: &[AllocationRecord]) -> Result<(), rusqlite::Error> {

@@ -144,7 +144,10 @@ pub(crate) async fn replace_certificate(
             .replace(upload.certificate.as_bytes(), upload.key.as_bytes())
             .map_err(|err| match err {
                 tls::TlsError::Write { .. } => ApiError::internal(err),
-                refused => ApiError::new(StatusCode::BAD_REQUEST, error_chain(&refused)),
+                refused => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    tapline_runtime::supervisor::error_chain(&refused),
+                ),
             })?;
         let fingerprint = hex(&Sha256::digest(reloadable.leaf()));
         let entry = caller.actor().entry(
@@ -158,17 +161,6 @@ pub(crate) async fn replace_certificate(
         Ok(fingerprint)
     })
     .await?
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn hex(bytes: &[u8]) -> String {
