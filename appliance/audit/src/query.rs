@@ -20,8 +20,8 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 use tapline_store::Store;
-use tapline_store::rusqlite::types::Value;
 use tapline_store::rusqlite::{self, Connection, OptionalExtension};
+use tapline_store::sql::Sql;
 
 use crate::{COLUMNS, Row, read_row};
 
@@ -365,24 +365,6 @@ impl Driver {
     }
 }
 
-/// SQL text and what to bind to it, built together so they cannot drift apart.
-#[derive(Debug, Default)]
-struct Sql {
-    text: String,
-    params: Vec<Value>,
-}
-
-impl Sql {
-    fn push(&mut self, text: &str) {
-        self.text.push_str(text);
-    }
-
-    fn bind(&mut self, text: &str, value: impl Into<Value>) {
-        self.text.push_str(text);
-        self.params.push(value.into());
-    }
-}
-
 /// A filter, resolved: conditions ready to bind, and the index to read.
 #[derive(Debug)]
 struct Plan<'f> {
@@ -468,7 +450,7 @@ impl<'f> Plan<'f> {
                 let mut sql = Sql::default();
                 sql.bind("username = ?", username.clone());
                 self.push_range(&mut sql);
-                total += capped_count(conn, driver.index(), sql, ESTIMATE_CAP - total)?;
+                total += capped_count_in(conn, driver.index(), sql, ESTIMATE_CAP - total)?;
                 if total >= ESTIMATE_CAP {
                     break;
                 }
@@ -479,7 +461,7 @@ impl<'f> Plan<'f> {
         sql.push("1");
         self.push_driver_condition(&mut sql, driver);
         self.push_range(&mut sql);
-        capped_count(conn, driver.index(), sql, ESTIMATE_CAP)
+        capped_count_in(conn, driver.index(), sql, ESTIMATE_CAP)
     }
 
     /// The conditions `driver`'s index serves, but the time range (for [`Self::estimate`]).
@@ -628,7 +610,7 @@ impl<'f> Plan<'f> {
         let mut sql = Sql::default();
         sql.push("1");
         self.push_conditions(&mut sql, true);
-        Ok(Some(Total::Exact(capped_count(
+        Ok(Some(Total::Exact(capped_count_in(
             conn,
             self.driver.index(),
             sql,
@@ -662,16 +644,13 @@ fn escape_like(text: &str) -> String {
 }
 
 /// Rows of `audit_log` matching `condition`, read through `index`, counted up to `cap`.
-fn capped_count(conn: &Connection, index: &str, condition: Sql, cap: u64) -> rusqlite::Result<u64> {
-    let text = format!(
-        "SELECT count(*) FROM (SELECT 1 FROM audit_log INDEXED BY {index} WHERE {} LIMIT {cap})",
-        condition.text
-    );
-    conn.prepare_cached(&text)?
-        .query_row(rusqlite::params_from_iter(condition.params.iter()), |row| {
-            row.get::<_, i64>(0)
-        })
-        .map(|n| n.unsigned_abs())
+fn capped_count_in(
+    conn: &Connection,
+    index: &str,
+    condition: Sql,
+    cap: u64,
+) -> rusqlite::Result<u64> {
+    tapline_store::sql::capped_count(conn, "audit_log", index, condition, cap)
 }
 
 #[cfg(test)]

@@ -26,8 +26,8 @@ use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use tapline_store::Store;
-use tapline_store::rusqlite::types::Value;
 use tapline_store::rusqlite::{self, Connection, OptionalExtension};
+use tapline_store::sql::Sql;
 
 use crate::day::{DaySpan, iso_utc};
 
@@ -515,24 +515,6 @@ struct Plan {
     driver_estimate: u64,
 }
 
-/// SQL text and what to bind to it, built together so they cannot drift apart.
-#[derive(Debug, Default)]
-struct Sql {
-    text: String,
-    params: Vec<Value>,
-}
-
-impl Sql {
-    fn push(&mut self, text: &str) {
-        self.text.push_str(text);
-    }
-
-    fn bind(&mut self, text: &str, value: impl Into<Value>) {
-        self.text.push_str(text);
-        self.params.push(value.into());
-    }
-}
-
 impl Plan {
     /// `None` when the filter and the scope leave no agent at all.
     fn new(conn: &Connection, request: &Request<'_>) -> Result<Option<Plan>, SearchError> {
@@ -658,7 +640,7 @@ impl Plan {
                     let mut sql = Sql::default();
                     sql.bind("agent_ref = ?", *agent);
                     self.push_range(&mut sql);
-                    total += capped_count(conn, AGENT_INDEX, sql, ESTIMATE_CAP - total)?;
+                    total += capped_count_in(conn, AGENT_INDEX, sql, ESTIMATE_CAP - total)?;
                     if total >= ESTIMATE_CAP {
                         break;
                     }
@@ -669,7 +651,7 @@ impl Plan {
                 let mut sql = Sql::default();
                 sql.push("1");
                 self.push_range(&mut sql);
-                capped_count(conn, TIME_INDEX, sql, ESTIMATE_CAP)
+                capped_count_in(conn, TIME_INDEX, sql, ESTIMATE_CAP)
             }
             Driver::Column {
                 column,
@@ -678,7 +660,7 @@ impl Plan {
                 let mut sql = Sql::default();
                 push_match(&mut sql, column, &self.matches[*match_index].1);
                 self.push_range(&mut sql);
-                capped_count(conn, column.index, sql, ESTIMATE_CAP)
+                capped_count_in(conn, column.index, sql, ESTIMATE_CAP)
             }
         }
     }
@@ -783,7 +765,7 @@ impl Plan {
         let mut sql = Sql::default();
         sql.push("1");
         self.push_conditions(&mut sql, true);
-        Ok(Some(Total::Exact(capped_count(
+        Ok(Some(Total::Exact(capped_count_in(
             conn,
             index,
             sql,
@@ -808,16 +790,13 @@ fn push_match(sql: &mut Sql, column: &Column, m: &Match) {
 }
 
 /// Rows of `recordings` matching `condition`, read through `index`, counted up to `cap`.
-fn capped_count(conn: &Connection, index: &str, condition: Sql, cap: u64) -> rusqlite::Result<u64> {
-    let text = format!(
-        "SELECT count(*) FROM (SELECT 1 FROM recordings INDEXED BY {index} WHERE {} LIMIT {cap})",
-        condition.text
-    );
-    conn.prepare_cached(&text)?
-        .query_row(rusqlite::params_from_iter(condition.params.iter()), |row| {
-            row.get::<_, i64>(0)
-        })
-        .map(|n| n.unsigned_abs())
+fn capped_count_in(
+    conn: &Connection,
+    index: &str,
+    condition: Sql,
+    cap: u64,
+) -> rusqlite::Result<u64> {
+    tapline_store::sql::capped_count(conn, "recordings", index, condition, cap)
 }
 
 #[cfg(test)]

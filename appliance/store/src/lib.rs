@@ -13,6 +13,7 @@
 mod migrations;
 mod pool;
 pub mod settings;
+pub mod sql;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
