@@ -98,6 +98,13 @@ pub const SIPS_PORT: u16 = 5061;
 /// listed again if it went on).
 const MAX_TLS_CONNECTIONS: usize = 4096;
 
+/// How long after a REFER an INVITE to its target is taken as the transferred call: RFC
+/// 3515's transferee acts at once, and a REFER's own transaction times out after 32 s.
+pub const TRANSFER_WINDOW: Duration = Duration::from_secs(32);
+
+/// Blind transfers remembered at once; beyond this, the oldest is forgotten.
+const MAX_PENDING_TRANSFERS: usize = 1024;
+
 /// Everything known about a call, as of the event that carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallSummary {
@@ -120,8 +127,13 @@ pub struct CallSummary {
     /// The INVITE's headers, in order (at most [`MAX_KEPT_HEADERS`]): metadata such as
     /// the queue or case id travels in them, and which header means what is configuration.
     pub invite_headers: Vec<(String, String)>,
-    /// The Call-ID this call replaces (RFC 3891), linking the legs of a transfer.
+    /// The Call-ID this call replaces (RFC 3891), linking the legs of an attended transfer.
     pub replaces: Option<String>,
+    /// The Call-ID of the call whose REFER (without Replaces) sent this call to its target:
+    /// a blind transfer's new leg. Its INVITE goes to the REFER's target within
+    /// [`TRANSFER_WINDOW`]; when several wait for the same target, one that carries
+    /// `Referred-By` is matched to the referrer named there, else to the latest REFER.
+    pub transferred_from: Option<String>,
     /// Where this call was referred to (REFER), if it was transferred.
     pub referred_to: Option<String>,
     /// Times the call was put on hold after it was answered.
@@ -136,8 +148,43 @@ pub struct Party {
     /// The user part of the URI: usually the number.
     pub user: Option<String>,
     pub display_name: Option<String>,
-    /// Where its SIP came from.
+    /// Where its SIP came from. The callee's is that of its latest message before the
+    /// answer, so with a forked INVITE it is the phone that answered.
     pub signalling: Option<IpAddr>,
+    /// Its Contact's host, when an address: the phone itself even when its SIP came
+    /// through a proxy.
+    pub contact: Option<IpAddr>,
+    /// Where it receives audio, from its SDP (the latest before the answer).
+    pub media: Option<IpAddr>,
+    /// The Ethernet source address of its SIP, taken like `signalling`.
+    pub mac: Option<link::Mac>,
+}
+
+impl Party {
+    /// Each address the party was seen at, once: signalling, Contact, media.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut addresses = Vec::with_capacity(3);
+        for ip in [self.signalling, self.contact, self.media]
+            .into_iter()
+            .flatten()
+        {
+            if !addresses.contains(&ip) {
+                addresses.push(ip);
+            }
+        }
+        addresses
+    }
+
+    /// Notes where a message of this party came from.
+    fn seen_at(&mut self, ip: IpAddr, contact: Option<&str>, mac: Option<link::Mac>) {
+        self.signalling = Some(ip);
+        if let Some(contact) = contact.and_then(message::host_ip) {
+            self.contact = Some(contact);
+        }
+        if mac.is_some() {
+            self.mac = mac;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +247,8 @@ pub struct Tracker {
     /// SIP-over-TLS connections already listed, (client, server), with when each was last
     /// seen.
     tls_connections: FastMap<(SocketAddr, SocketAddr), Duration>,
+    /// Blind transfers whose new call has not been seen yet, oldest first.
+    pending_transfers: VecDeque<PendingTransfer>,
     events: VecDeque<Event>,
     next_id: u64,
     last_tick: Duration,
@@ -207,6 +256,18 @@ pub struct Tracker {
     scratch: Vec<i16>,
     resampled: Vec<i16>,
     pub stats: Stats,
+}
+
+/// A REFER without Replaces, waiting for the INVITE it asked for.
+#[derive(Debug)]
+struct PendingTransfer {
+    /// The referring call's Call-ID.
+    call_id: String,
+    /// The Refer-To URI's user: the number the transferee will call.
+    target_user: String,
+    /// The user of the REFER's sender (its From), which a `Referred-By` names.
+    referrer_user: Option<String>,
+    at: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,6 +424,7 @@ impl Tracker {
 
     fn frame(&mut self, now: Duration, link_type: u32, frame: &[u8]) -> Result<(), PacketError> {
         let network = link::network(link_type, frame)?;
+        let mac = network.source_mac;
         let packet = ip::parse(network.packet)?;
         let Some(payload) = self.reassembler.handle(now, &packet) else {
             return Ok(());
@@ -372,7 +434,7 @@ impl Tracker {
                 let udp = transport::udp(&payload)?;
                 let src = SocketAddr::new(packet.src, udp.src_port);
                 let dst = SocketAddr::new(packet.dst, udp.dst_port);
-                self.udp(now, src, dst, udp.payload, (link_type, frame));
+                self.udp(now, (src, mac), dst, udp.payload, (link_type, frame));
                 Ok(())
             }
             ip::PROTO_TCP => {
@@ -387,7 +449,7 @@ impl Tracker {
                 {
                     self.tls_segment(now, key);
                 } else {
-                    self.tcp_segment(now, key, &segment);
+                    self.tcp_segment(now, key, mac, &segment);
                 }
                 Ok(())
             }
@@ -399,13 +461,13 @@ impl Tracker {
     fn udp(
         &mut self,
         now: Duration,
-        src: SocketAddr,
+        (src, mac): (SocketAddr, Option<link::Mac>),
         dst: SocketAddr,
         payload: &[u8],
         raw: (u32, &[u8]),
     ) {
         if looks_like_sip(payload) {
-            self.sip(now, src, payload);
+            self.sip(now, src, mac, payload);
         } else {
             self.rtp(now, src, dst, payload, raw);
         }
@@ -421,6 +483,13 @@ impl Tracker {
         self.sip_streams.retain(|key, _| tcp.contains(key));
         self.tls_connections
             .retain(|_, seen| now.saturating_sub(*seen) < IDLE_TIMEOUT);
+        while self
+            .pending_transfers
+            .front()
+            .is_some_and(|t| now.saturating_sub(t.at) > TRANSFER_WINDOW)
+        {
+            self.pending_transfers.pop_front();
+        }
         // By slot, so that the usual case, audio handed out, copies no Call-ID; a call ended
         // here frees its slot, which no later slot of this loop can take.
         for slot in 0..self.calls.slots.len() {
@@ -506,7 +575,13 @@ impl Tracker {
 
     /// One TCP segment: its bytes join the stream, and every whole SIP message in the stream
     /// is handled. Streams that do not start like SIP are not buffered.
-    fn tcp_segment(&mut self, now: Duration, key: StreamKey, segment: &transport::Tcp<'_>) {
+    fn tcp_segment(
+        &mut self,
+        now: Duration,
+        key: StreamKey,
+        mac: Option<link::Mac>,
+        segment: &transport::Tcp<'_>,
+    ) {
         let mut buffer = self.sip_streams.remove(&key).unwrap_or_default();
         let mut closed = false;
         self.tcp.handle(now, key, segment, |chunk| match chunk {
@@ -522,7 +597,7 @@ impl Tracker {
         loop {
             match message::parse(&buffer) {
                 Ok((message, consumed)) => {
-                    self.sip_message(now, key.src, &message);
+                    self.sip_message(now, key.src, mac, &message);
                     buffer.drain(..consumed.min(buffer.len()));
                 }
                 Err(message::SipError::Incomplete { .. }) if buffer.len() <= MAX_SIP_MESSAGE => {
@@ -541,14 +616,21 @@ impl Tracker {
         }
     }
 
-    fn sip(&mut self, now: Duration, src: SocketAddr, data: &[u8]) {
+    fn sip(&mut self, now: Duration, src: SocketAddr, mac: Option<link::Mac>, data: &[u8]) {
         match message::parse(data) {
-            Ok((message, _)) => self.sip_message(now, src, &message),
+            Ok((message, _)) => self.sip_message(now, src, mac, &message),
             Err(_) => self.stats.malformed("sip"),
         }
     }
 
-    fn sip_message(&mut self, now: Duration, src: SocketAddr, message: &message::Message<'_>) {
+    /// `mac` is the Ethernet source address of the frame that completed the message.
+    fn sip_message(
+        &mut self,
+        now: Duration,
+        src: SocketAddr,
+        mac: Option<link::Mac>,
+        message: &message::Message<'_>,
+    ) {
         self.stats.sip_messages += 1;
         let (Some(call_id), Some((_, cseq_method))) = (message.call_id(), message.cseq()) else {
             self.stats.malformed("sip_missing_call_id_or_cseq");
@@ -563,7 +645,7 @@ impl Tracker {
             && to_tag.is_none()
             && !self.calls.contains_key(&call_id)
         {
-            self.new_call(now, &call_id, src, uri, message, from_tag.clone());
+            self.new_call(now, &call_id, (src, mac), uri, message, from_tag.clone());
         }
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
@@ -577,6 +659,16 @@ impl Tracker {
             | (message::StartLine::Response { .. }, false) => Side::Caller,
             _ => Side::Callee,
         };
+        // Until the answer, the callee is whoever responds for it last: with a forked INVITE,
+        // the phone that answers.
+        if sender == Side::Callee
+            && matches!(message.start, message::StartLine::Response { .. })
+            && call.summary.answered_at.is_none()
+        {
+            call.summary
+                .callee
+                .seen_at(src.ip(), message.contact_uri(), mac);
+        }
 
         if message.is_sdp() && !message.body.is_empty() {
             if let Ok(description) = sdp::parse(message.body) {
@@ -641,6 +733,18 @@ impl Tracker {
                     (self.calls.get_mut(&call_id), message.refer_to())
                 {
                     call.summary.referred_to = Some(target.uri.to_owned());
+                    let blind = target.embedded_replaces().is_none();
+                    if let (true, Some(target_user)) = (blind, message::user_part(target.uri)) {
+                        let referrer_user = message
+                            .from()
+                            .and_then(|from| message::user_part(from.uri).map(str::to_owned));
+                        self.note_transfer(PendingTransfer {
+                            call_id: call_id.clone(),
+                            target_user: target_user.to_owned(),
+                            referrer_user,
+                            at: now,
+                        });
+                    }
                 }
             }
             _ => {}
@@ -651,7 +755,7 @@ impl Tracker {
         &mut self,
         now: Duration,
         call_id: &str,
-        src: SocketAddr,
+        (src, mac): (SocketAddr, Option<link::Mac>),
         request_uri: &str,
         invite: &message::Message<'_>,
         caller_tag: Option<String>,
@@ -660,7 +764,7 @@ impl Tracker {
             self.stats.calls_dropped_at_limit += 1;
             return;
         }
-        let party = |addr: Option<message::NameAddr<'_>>, signalling: Option<IpAddr>| match addr {
+        let party = |addr: Option<message::NameAddr<'_>>| match addr {
             Some(a) => Party {
                 uri: a.uri.to_owned(),
                 user: message::user_part(a.uri).map(str::to_owned),
@@ -669,24 +773,34 @@ impl Tracker {
                     .as_deref()
                     .map(str::to_owned)
                     .filter(|n| !n.is_empty()),
-                signalling,
-            },
-            None => Party {
-                signalling,
                 ..Party::default()
             },
+            None => Party::default(),
         };
+        let mut caller = party(invite.from());
+        caller.seen_at(src.ip(), invite.contact_uri(), mac);
         let invite_headers = invite
             .fields()
             .take(MAX_KEPT_HEADERS)
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
+        let transferred_from = match invite.replaces() {
+            Some(_) => None,
+            None => self.take_transfer(
+                [
+                    message::user_part(request_uri),
+                    invite.to().and_then(|to| message::user_part(to.uri)),
+                ],
+                invite.header("Referred-By"),
+                now,
+            ),
+        };
         self.next_id += 1;
         let summary = CallSummary {
             id: self.next_id,
             sip_call_id: call_id.to_owned(),
-            caller: party(invite.from(), Some(src.ip())),
-            callee: party(invite.to(), None),
+            caller,
+            callee: party(invite.to()),
             dialled: message::user_part(request_uri).map(str::to_owned),
             invited_at: now,
             answered_at: None,
@@ -697,6 +811,7 @@ impl Tracker {
             streams: [StreamStats::default(); 2],
             invite_headers,
             replaces: invite.replaces().map(|r| r.call_id.to_string()),
+            transferred_from,
             referred_to: None,
             holds: 0,
             on_hold: Duration::ZERO,
@@ -757,6 +872,12 @@ impl Tracker {
             && !ip.is_unspecified()
             && audio.port != 0
         {
+            if call.summary.answered_at.is_none() {
+                match sender {
+                    Side::Caller => call.summary.caller.media = Some(ip),
+                    Side::Callee => call.summary.callee.media = Some(ip),
+                }
+            }
             let addr = SocketAddr::new(ip, audio.port);
             if !call.routes.contains(&addr) {
                 call.routes.push(addr);
@@ -959,6 +1080,45 @@ impl Tracker {
         }
         self.events.push_back(Event::Ended(call.summary.clone()));
         self.forget(call_id);
+    }
+
+    /// Remembers a blind transfer until its new call is seen or [`TRANSFER_WINDOW`] passes.
+    fn note_transfer(&mut self, transfer: PendingTransfer) {
+        if self.pending_transfers.len() >= MAX_PENDING_TRANSFERS {
+            self.pending_transfers.pop_front();
+        }
+        self.pending_transfers.push_back(transfer);
+    }
+
+    /// The Call-ID of the call that referred a new INVITE addressed to one of `targets`, if
+    /// such a transfer waits: the one its `Referred-By` names, else the latest.
+    fn take_transfer(
+        &mut self,
+        targets: [Option<&str>; 2],
+        referred_by: Option<&str>,
+        now: Duration,
+    ) -> Option<String> {
+        let referrer = referred_by
+            .and_then(message::NameAddr::parse)
+            .and_then(|address| message::user_part(address.uri).map(str::to_owned));
+        let waiting = |transfer: &PendingTransfer| {
+            now.saturating_sub(transfer.at) <= TRANSFER_WINDOW
+                && targets
+                    .iter()
+                    .flatten()
+                    .any(|user| *user == transfer.target_user)
+        };
+        let named = |transfer: &PendingTransfer| {
+            referrer.is_some() && transfer.referrer_user == referrer && waiting(transfer)
+        };
+        let position = self
+            .pending_transfers
+            .iter()
+            .rposition(named)
+            .or_else(|| self.pending_transfers.iter().rposition(waiting))?;
+        self.pending_transfers
+            .remove(position)
+            .map(|transfer| transfer.call_id)
     }
 
     fn forget(&mut self, call_id: &str) {

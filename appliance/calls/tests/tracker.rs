@@ -7,6 +7,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use tapline_calls::synth::{self, Call, Endpoint};
+use tapline_calls::tracker::TRANSFER_WINDOW;
 use tapline_calls::{EndReason, Event, Tracker};
 
 const ETHERNET: u32 = 1;
@@ -706,4 +707,115 @@ fn a_refer_names_where_the_call_was_transferred() {
         panic!("last event: {:?}", events.last())
     };
     assert_eq!(ended.referred_to.as_deref(), Some("sip:2002@198.51.100.30"));
+}
+
+/// The summary in the `Answered` event of the call `call_id`.
+fn answered<'e>(events: &'e [Event], call_id: &str) -> &'e tapline_calls::CallSummary {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Answered(summary) if summary.sip_call_id == call_id => Some(summary),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no answer for {call_id}"))
+}
+
+#[test]
+fn each_party_is_known_by_its_addresses_and_mac() {
+    let mut call = Call::new("call-where@198.51.100.20", phone(), pbx());
+    call.invite_headers = vec!["Contact: <sip:1001@10.20.30.40:5060;transport=udp>".into()];
+    let (mut capture, _) = Capture::call(&call, 10);
+    // The 200 OK comes from the desk phone's own MAC.
+    let desk_phone = [0x00, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e];
+    let ok = capture
+        .frames
+        .iter_mut()
+        .find(|(at, _)| *at == ms(1000))
+        .unwrap();
+    ok.1[6..12].copy_from_slice(&desk_phone);
+    let events = capture.run(&mut Tracker::new());
+    let summary = answered(&events, &call.call_id);
+
+    let caller = &summary.caller;
+    assert_eq!(caller.signalling, Some("198.51.100.20".parse().unwrap()));
+    assert_eq!(caller.contact, Some("10.20.30.40".parse().unwrap()));
+    assert_eq!(caller.media, Some("198.51.100.20".parse().unwrap()));
+    assert_eq!(caller.mac, Some([0x02, 0, 0, 0, 0, 1]));
+    assert_eq!(
+        caller.addresses(),
+        [
+            "198.51.100.20".parse::<std::net::IpAddr>().unwrap(),
+            "10.20.30.40".parse().unwrap()
+        ],
+        "each address once"
+    );
+
+    let callee = &summary.callee;
+    assert_eq!(callee.signalling, Some("198.51.100.10".parse().unwrap()));
+    assert_eq!(callee.contact, None, "its responses carry no Contact");
+    assert_eq!(callee.media, Some("198.51.100.10".parse().unwrap()));
+    assert_eq!(callee.mac, Some(desk_phone), "the answer's sender");
+}
+
+#[test]
+fn a_blind_transfer_links_the_new_call_to_the_one_that_referred_it() {
+    let first = Call::new("call-first@198.51.100.20", phone(), pbx());
+    let (mut capture, bye) = Capture::call(&first, 100);
+    capture.sip(
+        ms(1500),
+        first.callee,
+        first.caller,
+        first.refer("sip:2002@198.51.100.30", None),
+    );
+    let colleague = Endpoint {
+        sip: addr("198.51.100.30:5060"),
+        rtp: addr("198.51.100.30:20000"),
+        user: "2002",
+    };
+    // The transferee calls the target, naming the referrer.
+    let mut transferred = Call::new("call-second@198.51.100.20", phone(), colleague);
+    transferred.invite_headers = vec!["Referred-By: <sip:1001@198.51.100.20>".into()];
+    // Another call to the same number afterwards is not a transfer: the REFER was used.
+    let later = Call::new("call-third@198.51.100.20", phone(), colleague);
+    // Nor is one after the transfer window, even to a number a REFER named.
+    let mut capture_late = Capture::default();
+    for (call, at) in [(&transferred, 1600), (&later, 1700)] {
+        capture.sip(ms(at), call.caller, call.callee, call.invite());
+        capture.sip(ms(at + 100), call.callee, call.caller, call.ok());
+    }
+    capture.sip(
+        ms(1550),
+        first.callee,
+        first.caller,
+        first.refer("sip:2003@198.51.100.31", None),
+    );
+    let too_late = Call::new(
+        "call-fourth@198.51.100.20",
+        phone(),
+        Endpoint {
+            user: "2003",
+            ..colleague
+        },
+    );
+    let late_at = ms(1550) + TRANSFER_WINDOW + Duration::from_secs(1);
+    assert!(late_at > bye);
+    capture_late.sip(late_at, too_late.caller, too_late.callee, too_late.invite());
+    capture_late.sip(
+        late_at + Duration::from_millis(100),
+        too_late.callee,
+        too_late.caller,
+        too_late.ok(),
+    );
+    capture.frames.extend(capture_late.frames);
+    let events = capture.run(&mut Tracker::new());
+
+    assert_eq!(
+        answered(&events, &transferred.call_id)
+            .transferred_from
+            .as_deref(),
+        Some(first.call_id.as_str())
+    );
+    assert_eq!(answered(&events, &later.call_id).transferred_from, None);
+    assert_eq!(answered(&events, &too_late.call_id).transferred_from, None);
+    assert_eq!(answered(&events, &first.call_id).transferred_from, None);
 }

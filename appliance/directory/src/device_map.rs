@@ -16,7 +16,8 @@
 //!
 //! A party is matched by its SIP URI (`user@host`), then its user part as an extension
 //! device, then the agent's DAA number (callee only), then the agent's own extension, then
-//! each of its IP addresses; the first match wins.
+//! each of its IP addresses (where its SIP came from, its Contact, its SDP media address), then
+//! the MAC address its SIP frames came from; the first match wins.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -65,6 +66,9 @@ pub struct CallParty<'a> {
     pub user: Option<&'a str>,
     /// Where its signalling and media came from or went to.
     pub addresses: &'a [IpAddr],
+    /// The Ethernet source address of its SIP: the phone's own, when the SPAN port mirrors
+    /// the phones' switch.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// What the recorder knows of a call when it is answered.
@@ -247,11 +251,17 @@ impl DeviceMap {
                 .iter()
                 .find_map(|ip| self.entry(DeviceKind::PhoneIp, canonical_ip(*ip).to_string()))
         };
+        let mac = || {
+            let [a, b, c, d, e, f] = party.mac?;
+            let text = format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
+            self.entry(DeviceKind::Mac, text)
+        };
         sip_uri
             .or_else(extension_device)
             .or_else(daa)
             .or_else(own_extension)
             .or_else(address)
+            .or_else(mac)
     }
 
     /// The call's agent, type and customer number; `None` when neither side is an agent's.

@@ -718,6 +718,7 @@ fn the_device_map_finds_agents_and_call_types() {
         uri: Some("sip:+442071234567@trunk.example.net"),
         user: Some("+442071234567"),
         addresses: &[],
+        mac: None,
     };
     let bob_phone = [ip("::ffff:10.0.0.12")];
 
@@ -728,6 +729,7 @@ fn the_device_map_finds_agents_and_call_types() {
             uri: Some("sip:8000@pbx.example.com"),
             user: Some("8000"),
             addresses: &[],
+            mac: None,
         },
         dialled: Some("1001"),
     };
@@ -745,6 +747,7 @@ fn the_device_map_finds_agents_and_call_types() {
             uri: Some("sip:5551001@pbx.example.com"),
             user: Some("5551001"),
             addresses: &[],
+            mac: None,
         },
         ..inbound
     };
@@ -758,6 +761,7 @@ fn the_device_map_finds_agents_and_call_types() {
             uri: Some("sip:anonymous@10.0.0.12"),
             user: Some("anonymous"),
             addresses: &bob_phone,
+            mac: None,
         },
         callee: customer,
         dialled: Some("+442071234567"),
@@ -778,11 +782,13 @@ fn the_device_map_finds_agents_and_call_types() {
             uri: Some("\"Alice\" <sip:ALICE@pbx.example.com:5060;transport=tcp>"),
             user: Some("ALICE"),
             addresses: &[],
+            mac: None,
         },
         callee: CallParty {
             uri: Some("sip:1002@pbx.example.com"),
             user: Some("1002"),
             addresses: &[],
+            mac: None,
         },
         dialled: Some("1002"),
     };
@@ -791,6 +797,32 @@ fn the_device_map_finds_agents_and_call_types() {
     assert_eq!(found.call_type, CallType::DirectAgentAccess);
     assert_eq!(found.customer_number.as_deref(), Some("ALICE"));
 
+    // Carol's desk phone, known only by its MAC, answers a customer: Inbound, for Carol.
+    devices::add(
+        &store,
+        &device(DeviceKind::Mac, "00-1A-2B-3C-4D-5E", "carol"),
+        &ADMIN,
+    )
+    .unwrap();
+    let map = self::map(&store);
+    let answered_by_mac = CallView {
+        caller: customer,
+        callee: CallParty {
+            uri: Some("sip:7000@pbx.example.com"),
+            user: Some("7000"),
+            addresses: &[ip("10.0.0.40")],
+            mac: Some([0x00, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e]),
+        },
+        dialled: Some("7000"),
+    };
+    let found = map.attribute(&answered_by_mac).unwrap();
+    assert_eq!(found.matched.agent.agent_id, "carol");
+    assert_eq!(
+        found.matched.device,
+        Some((DeviceKind::Mac, "00:1a:2b:3c:4d:5e".into()))
+    );
+    assert_eq!(found.call_type, CallType::Inbound);
+
     // Nobody's devices: no agent.
     let unknown = CallView {
         caller: customer,
@@ -798,6 +830,7 @@ fn the_device_map_finds_agents_and_call_types() {
             uri: Some("sip:9999@pbx.example.com"),
             user: Some("9999"),
             addresses: &[ip("10.9.9.9")],
+            mac: None,
         },
         dialled: Some("9999"),
     };

@@ -443,18 +443,20 @@ impl Recorder {
     fn start(&mut self, summary: &CallSummary) -> Result<(), RecorderError> {
         let answered = summary.answered_at.unwrap_or(summary.invited_at);
         self.refresh_directory();
-        let caller_addresses: Vec<_> = summary.caller.signalling.into_iter().collect();
-        let callee_addresses: Vec<_> = summary.callee.signalling.into_iter().collect();
+        let caller_addresses = summary.caller.addresses();
+        let callee_addresses = summary.callee.addresses();
         let view = CallView {
             caller: CallParty {
                 uri: Some(summary.caller.uri.as_str()),
                 user: summary.caller.user.as_deref(),
                 addresses: &caller_addresses,
+                mac: summary.caller.mac,
             },
             callee: CallParty {
                 uri: Some(summary.callee.uri.as_str()),
                 user: summary.callee.user.as_deref(),
                 addresses: &callee_addresses,
+                mac: summary.callee.mac,
             },
             dialled: summary.dialled.as_deref(),
         };
@@ -566,7 +568,12 @@ impl Recorder {
                 self.config.source,
                 layout::iso_utc(start.answered),
                 summary.sip_call_id,
-                summary.replaces,
+                // The leg this one continues: the call it replaced (attended transfer), or
+                // the one whose REFER sent it here (blind transfer).
+                summary
+                    .replaces
+                    .as_ref()
+                    .or(summary.transferred_from.as_ref()),
                 summary.caller.uri,
                 summary.caller.user,
                 summary.caller.display_name,

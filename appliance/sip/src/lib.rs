@@ -25,5 +25,5 @@ pub mod sdp;
 #[cfg(test)]
 mod robustness;
 
-pub use message::{Message, Method, NameAddr, Replaces, SipError, StartLine, user_part};
+pub use message::{Message, Method, NameAddr, Replaces, SipError, StartLine, host_ip, user_part};
 pub use sdp::{Direction, Media, Origin, RtpMap, SdpError, SessionDescription};

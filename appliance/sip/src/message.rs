@@ -17,7 +17,7 @@ use std::fmt;
 
 mod address;
 
-pub use address::{NameAddr, Replaces, user_part};
+pub use address::{NameAddr, Replaces, host_ip, user_part};
 
 /// The most header fields one message may have. Real messages carry a few dozen; the cap
 /// bounds what a hostile or broken sender can make the recorder hold per message.
@@ -1327,6 +1327,7 @@ Call-ID: kept\r
             let _ = crate::sdp::parse(data);
             if let Ok(text) = std::str::from_utf8(data) {
                 let _ = user_part(text);
+                let _ = host_ip(text);
                 let _ = NameAddr::parse(text).map(|address| address.embedded_replaces());
                 let _ = Replaces::parse(text);
             }

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = tapline_sip::user_part(text);
+        let _ = tapline_sip::host_ip(text);
         let _ = NameAddr::parse(text).map(|address| address.embedded_replaces());
         let _ = Replaces::parse(text);
     }

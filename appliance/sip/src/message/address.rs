@@ -1,8 +1,9 @@
 //! Addresses inside header values: `From`, `To`, `Contact` and `Refer-To` (RFC 3261 section
-//! 20.10), the `Replaces` of an attended transfer (RFC 3891), and the user part of a URI, which
-//! is where caller and called numbers live.
+//! 20.10), the `Replaces` of an attended transfer (RFC 3891), the user part of a URI, which
+//! is where caller and called numbers live, and a URI's host when it is an address.
 
 use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An address as `From`, `To`, `Contact` or `Refer-To` write it: `"Name" <sip:x@y>;tag=abc`, or
 /// without angle brackets `sip:x@y;tag=abc`, where the parameters after the URI belong to the
@@ -133,6 +134,35 @@ pub fn user_part(uri: &str) -> Option<&str> {
     };
     let user = user.split([';', '?']).next().unwrap_or(user).trim();
     (!user.is_empty()).then_some(user)
+}
+
+/// The host of a `sip:` or `sips:` URI when it is an IP address literal:
+/// `sip:1001@10.0.0.12:5060;transport=udp` gives 10.0.0.12, `sip:[2001:db8::7]` gives
+/// 2001:db8::7. `None` for a host name, another scheme or a malformed host: a phone's
+/// Contact names where it can be reached, which is how it is recognised by address.
+pub fn host_ip(uri: &str) -> Option<IpAddr> {
+    let uri = uri.trim();
+    let uri = uri.strip_prefix('<').unwrap_or(uri);
+    let uri = uri.strip_suffix('>').unwrap_or(uri);
+    let (scheme, rest) = uri.split_once(':')?;
+    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+        return None;
+    }
+    let before_headers = rest.split('?').next().unwrap_or(rest);
+    let host_port = before_headers
+        .rsplit_once('@')
+        .map_or(before_headers, |(_, host)| host);
+    let host_port = host_port.split(';').next().unwrap_or(host_port);
+    if let Some(bracketed) = host_port.strip_prefix('[') {
+        return bracketed
+            .split(']')
+            .next()?
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(IpAddr::V6);
+    }
+    let host = host_port.split(':').next().unwrap_or(host_port);
+    host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 /// The value of parameter `name` in `;`-separated `params` (`tag=1;lr;branch=z9`), without
@@ -393,6 +423,30 @@ mod tests {
             ("", None),
         ] {
             assert_eq!(Replaces::parse(value), expect, "for {value:?}");
+        }
+    }
+
+    #[test]
+    fn host_ips() {
+        for (uri, ip) in [
+            ("sip:1001@10.0.0.12:5060;transport=udp", Some("10.0.0.12")),
+            ("<sip:1001@10.0.0.12>", Some("10.0.0.12")),
+            ("SIPS:alice@192.0.2.7", Some("192.0.2.7")),
+            ("sip:10.0.0.3", Some("10.0.0.3")),
+            ("sip:bob@[2001:db8::7]:5070", Some("2001:db8::7")),
+            ("sip:alice:p@ss@10.1.1.1", Some("10.1.1.1")),
+            ("sip:1001@pbx.example.com", None),
+            ("sip:1001@10.0.0", None),
+            ("sip:1001@[10.0.0.1]", None),
+            ("tel:+15550100", None),
+            ("sip:", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                host_ip(uri),
+                ip.map(|ip| ip.parse().unwrap()),
+                "for {uri:?}"
+            );
         }
     }
 
