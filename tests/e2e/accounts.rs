@@ -113,8 +113,8 @@ fn accounts_are_added_listed_and_audited() {
             ],
             "a long enough password\n",
         ),
-        "\"acmejets\" is the tenant login's name (`tenant.name`); set its password with \
-         `tapline account sftp-password --password-stdin`",
+        "\"acmejets\" is the tenant login's name (the tenant name of Settings, else \
+         `tenant.name`); set its password with `tapline account sftp-password --password-stdin`",
     );
 
     let list = ok(&run(&appliance, &["account", "list"], ""));
@@ -151,6 +151,32 @@ fn accounts_are_added_listed_and_audited() {
         list.lines().nth(1).unwrap().contains("(tenant login) yes"),
         "{list}"
     );
+
+    // A tenant renamed in the web UI's Settings is the tenant login from then on.
+    database(&appliance)
+        .execute(
+            "INSERT INTO settings (key, value, updated_at, updated_by)
+             VALUES ('tenant.name', 'AcmeAir', '2026-11-21T00:00:00Z', 'alice')",
+            [],
+        )
+        .unwrap();
+    let list = ok(&run(&appliance, &["account", "list"], ""));
+    assert!(
+        list.lines().nth(1).unwrap().starts_with("AcmeAir "),
+        "{list}"
+    );
+    fails_with(
+        &run(
+            &appliance,
+            &["account", "add", "acmeair", "--role", "auditor"],
+            "",
+        ),
+        "\"acmeair\" is the tenant login's name (the tenant name of Settings, else \
+         `tenant.name`); set its password with `tapline account sftp-password --password-stdin`",
+    );
+    database(&appliance)
+        .execute("DELETE FROM settings WHERE key = 'tenant.name'", [])
+        .unwrap();
 
     let rows: Vec<(String, String, String, String, String)> = database(&appliance)
         .prepare(

@@ -4,8 +4,10 @@
 //! with 403, idle and absolute timeouts end sessions, a certificate made by openssl replaces
 //! the listener's without a restart, and every step leaves its audit row. Settings saved in
 //! the UI take effect at once (retention, the tenant's SFTP login name), custom roles and
-//! disabled accounts hold for OpenSSH's `sftp` too, a role change reaches open sessions, and
-//! the home page streams live state as server-sent events.
+//! disabled accounts hold for OpenSSH's `sftp` too, a role change reaches open sessions, the
+//! home page streams live state as server-sent events, and the agent directory's import form
+//! takes a file posted by curl as `multipart/form-data`, as a browser without JavaScript
+//! posts it: the CSRF token checked in the form, and a file over the limit refused with 413.
 
 #![allow(clippy::unwrap_used)]
 
@@ -689,17 +691,33 @@ fn the_home_page_streams_live_state() {
         "{}",
         home.body
     );
-    assert!(
-        home.body
-            .contains(r#"<script src="/live.js" defer></script>"#)
-    );
-    let script = root.curl("GET", "/live.js", &[]);
+    // Every signed-in page loads the script, under its content hash, since htmx swaps pages
+    // in without running their scripts.
+    let script_src = |body: &str| {
+        body.split(r#"<script src=""#)
+            .filter_map(|rest| rest.split('"').next())
+            .find(|src| src.starts_with("/assets/live-") && src.ends_with(".js"))
+            .map(str::to_owned)
+    };
+    let src = script_src(&home.body).expect("the home page loads the live script");
+    let password = root.curl("GET", "/account/password", &[]);
+    assert_eq!(script_src(&password.body).as_deref(), Some(src.as_str()));
+    let boosted = root.curl("GET", "/", &["--header", "HX-Boosted: true"]);
+    assert_eq!(boosted.status, 200, "a boosted visit gets the page itself");
+    assert!(boosted.body.contains(r#"data-source="/live""#));
+    let script = root.curl("GET", &src, &[]);
     assert_eq!(script.status, 200);
     assert!(
         script
             .header("content-type")
             .unwrap()
             .starts_with("text/javascript")
+    );
+    assert!(
+        script
+            .header("cache-control")
+            .unwrap()
+            .contains("immutable")
     );
     assert!(script.body.contains("new EventSource"));
 
@@ -746,4 +764,85 @@ fn the_home_page_streams_live_state() {
     // Nobody signed in gets no stream.
     let anonymous = Client::new(&mut daemon, &appliance, "anonymous");
     assert_eq!(anonymous.curl("GET", "/live", &[]).status, 303);
+}
+
+#[test]
+fn the_import_form_takes_a_file_posted_as_multipart() {
+    let appliance = appliance();
+    let mut daemon = appliance.start(None, None);
+    let root = Client::new(&mut daemon, &appliance, "root");
+    let csrf = root.signed_in("root");
+    let header = "agent_id,name,email,extension,daa_number,group,team,recording_percentage,\
+                  account,device_kind,device_value,recording_group,recording_type";
+    let good = appliance.path().join("agents from HR.csv");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(
+        format!("{header}\r\n4001,Jürgen Roß,,4001,,East,,,,extension,4001,,\r\n").as_bytes(),
+    );
+    std::fs::write(&good, &bytes).unwrap();
+    let file_field = |path: &Path| format!("file=@{};type=text/csv", path.display());
+    let token_field = |token: &str| format!("csrf_token={token}");
+
+    // Without the token, or with a wrong one, nothing is read past the form's first field.
+    for token in [None, Some("wrong")] {
+        let mut extra = Vec::new();
+        let token = token.map(token_field);
+        if let Some(token) = &token {
+            extra.extend(["--form", token.as_str()]);
+        }
+        let field = file_field(&good);
+        extra.extend(["--form", field.as_str()]);
+        let refused = root.curl("POST", "/directory/import", &extra);
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        assert!(refused.body.contains("missing or wrong CSRF token"));
+    }
+    assert!(audit_rows(&appliance, "Agent directory").is_empty());
+
+    // The token first, then the file: imported, and audited under the file's name.
+    let (token, field) = (token_field(&csrf), file_field(&good));
+    let page = root.curl(
+        "POST",
+        "/directory/import",
+        &["--form", &token, "--form", &field],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Imported 1 line(s): 1 agent(s) created"),
+        "{}",
+        page.body
+    );
+    let rows = audit_rows(&appliance, "Agent directory");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][2], "Imported");
+    assert_eq!(rows[0][3], "agents from HR.csv");
+    let name: String = appliance
+        .store()
+        .read(|c| {
+            c.query_row("SELECT name FROM agents WHERE agent_id = '4001'", [], |r| {
+                r.get(0)
+            })
+        })
+        .unwrap();
+    assert_eq!(name, "Jürgen Roß");
+
+    // Over 8 MiB: 413, with the reason on the page, and nothing imported.
+    let big = appliance.path().join("big.csv");
+    let mut padded = bytes.clone();
+    padded.resize((8 << 20) + 1, b' ');
+    std::fs::write(&big, &padded).unwrap();
+    let field = file_field(&big);
+    let page = root.curl(
+        "POST",
+        "/directory/import",
+        &["--form", &token, "--form", &field],
+    );
+    assert_eq!(page.status, 413, "{}", page.body);
+    assert!(
+        page.body
+            .contains("the file is larger than 8 MiB: nothing was imported"),
+        "{}",
+        page.body
+    );
+    std::fs::remove_file(&big).unwrap();
+    assert_eq!(audit_rows(&appliance, "Agent directory").len(), 1);
 }

@@ -2,7 +2,9 @@
 //! cookie's flags as the browser holds them), a wrong password, pages a role may not open,
 //! a supervisor's scope hiding and refusing another group's agent, searching, playing and
 //! downloading a recording made by the real recorder from the bundled capture, and the
-//! activity audit log's filters, "Show Params", copy button and CSV export.
+//! activity audit log's filters, "Show Params", copy button and CSV export, the home page's
+//! live state after htmx swapped it in, and the agent directory's import of a file chosen in
+//! the file input.
 //!
 //! Every page visited is saved as a screenshot under `target/test-artifacts/<test>/`.
 
@@ -424,6 +426,128 @@ fn scope_search_play_download_and_the_activity_audit_log() {
     );
     drop(browser);
     daemon.stop(Signal::TERM);
+}
+
+#[test]
+fn live_state_after_a_boosted_visit_and_an_import_from_a_chosen_file() {
+    let appliance = Appliance::new("");
+    appliance.add_account("root", "Administrator", PASSWORD);
+    let mut daemon = appliance.start(None, None);
+    let web = daemon.web_url();
+    let files = tempfile::tempdir().unwrap();
+    let mut browser =
+        Browser::options("live_state_after_a_boosted_visit_and_an_import_from_a_chosen_file")
+            .trust_certificate(&appliance.cert())
+            .wait(WAIT)
+            .launch();
+    sign_in(&mut browser, &web, "root");
+
+    // The home page reached by a boosted link: htmx swaps it into the same document, and the
+    // live state still updates.
+    browser.goto(&format!("{web}directory"));
+    browser.eval("window.__taplineSameDocument = true");
+    browser.click("header nav a[href='/']");
+    browser.wait_for("#live-updated", WAIT);
+    wait_for_path(&mut browser, "/");
+    assert_eq!(
+        browser.eval("window.__taplineSameDocument === true"),
+        json!(true),
+        "htmx swapped the page in; no full page load"
+    );
+    let rendered = browser.text("#live-updated");
+    browser.wait_until(
+        &format!(
+            "document.getElementById('live-updated').textContent !== {}",
+            json!(rendered)
+        ),
+        "a live event to update the swapped-in home page",
+        WAIT,
+    );
+    browser.screenshot("home-live-after-boosted-visit");
+
+    // The import form, with a file chosen in its file input: a spreadsheet's "CSV UTF-8"
+    // export, byte order mark and all.
+    browser.click("header nav a[href='/directory']");
+    wait_for_path(&mut browser, "/directory");
+    browser.click("main a[href='/directory/import']");
+    wait_for_path(&mut browser, "/directory/import");
+    let header = tapline_directory_header(&mut browser);
+    let good = files.path().join("agents-from-hr.csv");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(
+        format!(
+            "{header}\r\n3001,Zoë Ødegaard,,3001,,North,,,,extension,3001,,\r\n\
+             3002,Ray Chen,,3002,,North,,,,extension,3002,,\r\n"
+        )
+        .as_bytes(),
+    );
+    std::fs::write(&good, &bytes).unwrap();
+    browser.set_files("form#import input[type=file]", &[&good]);
+    browser.screenshot("import-file-chosen");
+    browser.click("form#import button[type=submit]");
+    browser.wait_for("#import-summary", WAIT);
+    let notice = browser.text("p.notice");
+    assert!(
+        notice.starts_with("Imported 2 line(s): 2 agent(s) created"),
+        "{notice}"
+    );
+    browser.screenshot("import-done");
+    let agents: Vec<String> = appliance
+        .store()
+        .read(|conn| {
+            conn.prepare("SELECT name FROM agents ORDER BY agent_id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .unwrap();
+    assert_eq!(agents, ["Zoë Ødegaard", "Ray Chen"]);
+    let imported = audit_rows(&appliance, "root", "Agent directory");
+    assert_eq!(imported.len(), 1, "{imported:#?}");
+    assert_eq!(imported[0].sub_event, "Imported");
+    assert_eq!(imported[0].event_object, "agents-from-hr.csv");
+
+    // The same file saved as Windows-1252: refused whole, at the line and byte that are not
+    // UTF-8, and the page says so.
+    let latin = files.path().join("agents-latin1.csv");
+    let text = String::from_utf8(bytes[3..].to_vec())
+        .unwrap()
+        .replace("Zoë Ødegaard", "Zo\u{0} Odegaard");
+    let mut latin_bytes = text.into_bytes();
+    let offset = latin_bytes.iter().position(|&b| b == 0).unwrap();
+    latin_bytes[offset] = 0xEB;
+    std::fs::write(&latin, &latin_bytes).unwrap();
+    browser.set_files("form#import input[type=file]", &[&latin]);
+    browser.click("form#import button[type=submit]");
+    browser.wait_for("#import-problems", WAIT);
+    assert_eq!(
+        browser.text("p.error[role=alert]"),
+        "1 problem(s) in the file: nothing was imported."
+    );
+    let problem = browser.eval(
+        "[...document.querySelectorAll('#import-problems tbody td')].map(td => td.innerText)",
+    );
+    assert_eq!(problem[0], json!("2"), "{problem}");
+    assert_eq!(problem[2], json!("0xEB"), "{problem}");
+    let reason = problem[3].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("byte offset {offset}")),
+        "{reason}"
+    );
+    browser.screenshot("import-not-utf8");
+    assert_eq!(
+        audit_rows(&appliance, "root", "Agent directory").len(),
+        1,
+        "the refused file changed nothing"
+    );
+    drop(browser);
+    daemon.stop(Signal::TERM);
+}
+
+/// The header the import page asks for, as it shows it.
+fn tapline_directory_header(browser: &mut Browser) -> String {
+    let header = browser.text("main p code");
+    assert!(header.starts_with("agent_id,name,"), "{header}");
+    header
 }
 
 /// Two groups and an agent in each, and sam's scope, as an administrator would set them up

@@ -338,6 +338,61 @@ impl Browser {
         }
     }
 
+    /// Chooses `files` in the file input matching `selector`, as a user picking them in the
+    /// file dialog would (the input's `input` and `change` events fire); panics if the input
+    /// does not end up holding them.
+    pub fn set_files(&mut self, selector: &str, files: &[&Path]) {
+        let wait = self.wait;
+        self.wait_for(selector, wait);
+        let document = self.page_command("DOM.getDocument", json!({ "depth": 0 }), COMMAND_TIMEOUT);
+        let root = document["root"]["nodeId"].clone();
+        let found = self.page_command(
+            "DOM.querySelector",
+            json!({ "nodeId": root, "selector": selector }),
+            COMMAND_TIMEOUT,
+        );
+        let node = found["nodeId"].clone();
+        if node.as_u64().unwrap_or(0) == 0 {
+            self.fail(
+                &format!("cannot choose files in {selector}"),
+                "no such element",
+            );
+        }
+        let paths: Vec<String> = files
+            .iter()
+            .map(|f| {
+                std::path::absolute(f)
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        self.page_command(
+            "DOM.setFileInputFiles",
+            json!({ "files": paths, "nodeId": node }),
+            COMMAND_TIMEOUT,
+        );
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| {
+                f.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let held = self.call(
+            "(selector) => [...document.querySelector(selector).files].map(f => f.name)",
+            &[json!(selector)],
+        );
+        if held != json!(names) {
+            self.fail(
+                &format!("cannot choose files in {selector}"),
+                &format!("it holds {held} instead of {names:?}"),
+            );
+        }
+    }
+
     /// Submits the form matching `selector` as its submit button would (validation and
     /// `submit` handlers run).
     pub fn submit(&mut self, form_selector: &str) {
@@ -1058,7 +1113,8 @@ mod tests {
         browser.eval(
             "document.body.innerHTML = `
                 <button id=count>click me</button>
-                <a id=export href=/health download=health.txt>export</a>`;
+                <a id=export href=/health download=health.txt>export</a>
+                <input id=pick type=file>`;
             // The appliance's Content-Security-Policy refuses inline handlers.
             document.querySelector('#count')
                 .addEventListener('click', (e) => { e.target.textContent = 'clicked'; });",
@@ -1066,6 +1122,17 @@ mod tests {
 
         browser.click("#count");
         assert_eq!(browser.text("#count"), "clicked");
+
+        let picked = downloads.path().join("picked.csv");
+        std::fs::write(&picked, "a,b\r\n1,2\r\n").unwrap();
+        browser.set_files("#pick", &[&picked]);
+        let read = browser.eval("document.querySelector('#pick').files[0].text()");
+        assert_eq!(
+            read,
+            json!("a,b\r\n1,2\r\n"),
+            "the page reads the chosen file"
+        );
+        std::fs::remove_file(&picked).unwrap();
 
         browser.click("#export");
         let file = browser.wait_for_download(Duration::from_secs(10));

@@ -15,6 +15,8 @@ pub const WEB: &str = "Web";
 pub const ROLE: &str = "Role";
 /// Settings changed in the web UI, and the TLS certificate.
 pub const SETTINGS: &str = "Settings";
+/// The activity audit log itself, read out of the appliance.
+pub const ACTIVITY_AUDIT_LOG: &str = "Activity audit log";
 
 pub const LOGIN: &str = "Login";
 pub const LOGIN_FAILED: &str = "Login failed";
@@ -26,6 +28,10 @@ pub const DOWNLOAD: &str = "Download";
 /// appliance still leaves a trace of who began it.
 pub const DOWNLOAD_STARTED: &str = "Download started";
 pub const WRITE_REFUSED: &str = "Write refused";
+/// A recording streamed to the web UI's player; a download of the file is [`DOWNLOAD`].
+pub const PLAY: &str = "Play";
+/// The activity audit log's rows that a filter selects, exported as CSV.
+pub const EXPORTED: &str = "Exported";
 pub const CREATED: &str = "Created";
 pub const UPDATED: &str = "Updated";
 pub const DELETED: &str = "Deleted";

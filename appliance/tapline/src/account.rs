@@ -77,10 +77,14 @@ pub(crate) fn run(config_path: &Path, command: &AccountCommand) -> anyhow::Resul
     let config = Config::load(config_path)?;
     tapline_provisioning::prepare_data_dir(&config.storage.data_dir)?;
     let store = Store::open_in(&config.storage.data_dir)?;
+    // The web UI's Settings may have renamed the tenant; its login is the one SFTP uses.
+    let tenant = store.read(|conn| {
+        tapline_store::settings::tenant_name(conn, &config.tenant.name)
+    })?;
     let console = Console::current();
     let actor = console.actor();
     match command {
-        AccountCommand::Add(args) => add(&config, &store, args, &actor),
+        AccountCommand::Add(args) => add(&tenant, &store, args, &actor),
         AccountCommand::AddKey(args) => {
             let line = if args.public_key == Path::new("-") {
                 std::io::read_to_string(std::io::stdin())
@@ -104,24 +108,21 @@ pub(crate) fn run(config_path: &Path, command: &AccountCommand) -> anyhow::Resul
         }
         AccountCommand::SftpPassword(_) => {
             let password = read_password()?;
-            login::set_tenant_password(&store, &config.tenant.name, &password, &actor)?;
-            println!(
-                "SFTP password set for the tenant login \"{}\".",
-                config.tenant.name
-            );
+            login::set_tenant_password(&store, &tenant, &password, &actor)?;
+            println!("SFTP password set for the tenant login \"{tenant}\".");
             Ok(())
         }
-        AccountCommand::List => list(&config, &store),
+        AccountCommand::List => list(&config, &tenant, &store),
         AccountCommand::Unlock(args) => unlock(&store, &args.name, &actor),
     }
 }
 
-fn add(config: &Config, store: &Store, args: &AddArgs, actor: &Actor<'_>) -> anyhow::Result<()> {
+fn add(tenant: &str, store: &Store, args: &AddArgs, actor: &Actor<'_>) -> anyhow::Result<()> {
     let role: Role = args.role.parse()?;
-    if args.name.eq_ignore_ascii_case(&config.tenant.name) {
+    if args.name.eq_ignore_ascii_case(tenant) {
         bail!(
-            "\"{}\" is the tenant login's name (`tenant.name`); set its password with \
-             `tapline account sftp-password --password-stdin`",
+            "\"{}\" is the tenant login's name (the tenant name of Settings, else `tenant.name`); \
+             set its password with `tapline account sftp-password --password-stdin`",
             args.name
         );
     }
@@ -138,7 +139,7 @@ fn add(config: &Config, store: &Store, args: &AddArgs, actor: &Actor<'_>) -> any
     Ok(())
 }
 
-fn list(config: &Config, store: &Store) -> anyhow::Result<()> {
+fn list(config: &Config, tenant: &str, store: &Store) -> anyhow::Result<()> {
     let now = jiff::Timestamp::now();
     let accounts: Vec<(String, String, u32)> = store.read(|conn| {
         let mut statement = conn.prepare(
@@ -164,11 +165,11 @@ fn list(config: &Config, store: &Store) -> anyhow::Result<()> {
     let tenant_set = login::tenant_password_set(store)?;
     println!(
         "{:<24} {:<14} {:<5} {:<5} {}",
-        config.tenant.name,
+        tenant,
         "(tenant login)",
         if tenant_set { "yes" } else { "no" },
         "-",
-        locked_until(&config.tenant.name).unwrap_or_default()
+        locked_until(tenant).unwrap_or_default()
     );
     for (name, role, keys) in &accounts {
         let sftp = role
@@ -184,7 +185,7 @@ fn list(config: &Config, store: &Store) -> anyhow::Result<()> {
         );
     }
     for lockout in lockouts.iter().filter(|l| {
-        !l.name.eq_ignore_ascii_case(&config.tenant.name)
+        !l.name.eq_ignore_ascii_case(tenant)
             && !accounts
                 .iter()
                 .any(|(name, _, _)| name.eq_ignore_ascii_case(&l.name))

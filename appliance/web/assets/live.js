@@ -1,18 +1,28 @@
-// Live state on the home page: service states and calls being recorded, from the server-sent
-// events of the stream named by #live's data-source. Written for Tapline; no inline script is
-// needed, so the content security policy stays strict.
+// Live state: service states and calls being recorded, from the server-sent events of the
+// stream named by #live's data-source (the home page has it). Loaded by every signed-in page,
+// since htmx swaps pages in without running their scripts: it follows each swap, opening the
+// stream when #live arrives and closing it when #live goes. Written for Tapline; no inline
+// script is needed, so the content security policy stays strict.
 (function () {
   "use strict";
-  var live = document.getElementById("live");
-  if (!live || !window.EventSource) {
+  if (!window.EventSource) {
     return;
   }
-  var source = new EventSource(live.dataset.source);
-  source.addEventListener("live", function (message) {
+  var source = null;
+  var url = null;
+
+  function close() {
+    if (source) {
+      source.close();
+      source = null;
+      url = null;
+    }
+  }
+
+  function apply(message) {
     var services = document.getElementById("live-services");
     if (!services) {
-      // The page went (htmx swapped it out): stop listening.
-      source.close();
+      close();
       return;
     }
     var state = JSON.parse(message.data);
@@ -28,8 +38,26 @@
       return row;
     });
     services.replaceChildren.apply(services, rows);
-  });
-  window.addEventListener("pagehide", function () {
-    source.close();
-  });
+  }
+
+  // Opens, keeps or closes the stream to match the page now shown.
+  function sync() {
+    var live = document.getElementById("live");
+    var wanted = live ? live.dataset.source : null;
+    if (wanted === url) {
+      return;
+    }
+    close();
+    if (wanted) {
+      url = wanted;
+      source = new EventSource(wanted);
+      source.addEventListener("live", apply);
+    }
+  }
+
+  sync();
+  document.addEventListener("htmx:afterSettle", sync);
+  document.addEventListener("htmx:historyRestore", sync);
+  window.addEventListener("pagehide", close);
+  window.addEventListener("pageshow", sync);
 })();

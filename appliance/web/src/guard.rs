@@ -10,7 +10,9 @@
 //! 5. checks the route's permission (403), and sends an account that must change its password
 //!    to the password page;
 //! 6. checks the session's CSRF token on every state-changing request (header `X-CSRF-Token`
-//!    for htmx and the API, form field `csrf_token` for plain forms);
+//!    for htmx and the API, form field `csrf_token` for plain forms: anywhere in a urlencoded
+//!    form, the first field of a `multipart/form-data` one, so that an upload is checked
+//!    before its file is read);
 //! 7. checks that the agent the request names, if any, is in the caller's scope (403);
 //! 8. hands the handler a [`Caller`], which handlers take as an argument: a handler cannot
 //!    run without the proof that all of the above passed.
@@ -30,6 +32,7 @@ use tapline_audit::Actor;
 use tapline_store::rusqlite::{self, OptionalExtension};
 
 use crate::WebState;
+use crate::body::{next_data, prefixed};
 use crate::roles::{self, Permissions};
 use crate::routes::{Access, Kind, RouteSpec, Table};
 use crate::scope::Scope;
@@ -42,6 +45,10 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_FIELD: &str = "csrf_token";
 /// Form bodies are read whole to find the token; none of ours is near this.
 const MAX_FORM_BODY: usize = 1 << 20;
+/// A multipart form's token is its first field, which must end within this many bytes. Only
+/// this much is read before the token is checked; the rest of the body (a file of megabytes)
+/// streams on to the handler, which bounds it.
+const MAX_MULTIPART_PREFIX: usize = 64 << 10;
 
 /// A signed-in account that may use the route it is calling.
 #[derive(Debug, Clone)]
@@ -190,7 +197,7 @@ async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Resp
     let body = if changes_state {
         match check_csrf(&parts.headers, body, &caller).await {
             Ok(body) => body,
-            Err(response) => return response(&spec),
+            Err((refusal, rest)) => return after_draining(rest, refusal(&spec)).await,
         }
     } else {
         body
@@ -210,16 +217,14 @@ async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Resp
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// The most of a refused request's body read before answering.
+/// The most of a refused request's body read before answering, and for how long.
 const DRAIN_LIMIT: usize = 1 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Reads and drops what the client is still sending, bounded in size and time, then answers.
-/// Over HTTP/2 an answer sent while the request body is still arriving ends the stream with a
-/// reset, which clients (curl among them) report as a failed transfer rather than showing the
-/// 401 or 403: draining first lets the refusal arrive as an ordinary response.
+/// Drains what the client is still sending (bounded in size and time; see
+/// [`crate::body::drain`]), then answers.
 async fn after_draining(body: Body, response: Response) -> Response {
-    let read = axum::body::to_bytes(body, DRAIN_LIMIT);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
+    crate::body::drain(body, DRAIN_LIMIT, DRAIN_TIME).await;
     response
 }
 
@@ -306,9 +311,13 @@ pub(crate) fn timeouts(state: &WebState) -> Timeouts {
 
 type Refusal = Box<dyn FnOnce(&RouteSpec) -> Response + Send>;
 
-/// The body back if the request carries the session's CSRF token, in the header or, for a
-/// form, in its `csrf_token` field.
-async fn check_csrf(headers: &HeaderMap, body: Body, caller: &Caller) -> Result<Body, Refusal> {
+/// The body back if the request carries the session's CSRF token: in the header or, for a
+/// form, in its `csrf_token` field. A refusal comes with what is left of the body, to drain.
+async fn check_csrf(
+    headers: &HeaderMap,
+    body: Body,
+    caller: &Caller,
+) -> Result<Body, (Refusal, Body)> {
     let matches = |offered: &str| {
         use subtle::ConstantTimeEq;
         bool::from(caller.csrf.as_bytes().ct_eq(offered.as_bytes()))
@@ -317,20 +326,28 @@ async fn check_csrf(headers: &HeaderMap, body: Body, caller: &Caller) -> Result<
         return if matches(offered) {
             Ok(body)
         } else {
-            Err(Box::new(csrf_refused))
+            Err((Box::new(csrf_refused), body))
         };
     }
-    let is_form = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(Box::new(csrf_refused));
+        .unwrap_or_default();
+    if starts_with_ignore_case(content_type, "multipart/form-data") {
+        let (offered, body) = first_multipart_field(content_type, body).await;
+        return match offered {
+            Some(offered) if matches(&offered) => Ok(body),
+            _ => Err((Box::new(csrf_refused), body)),
+        };
+    }
+    if !starts_with_ignore_case(content_type, "application/x-www-form-urlencoded") {
+        return Err((Box::new(csrf_refused), body));
     }
     let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BODY).await else {
-        return Err(Box::new(|spec: &RouteSpec| {
+        let too_large: Refusal = Box::new(|spec: &RouteSpec| {
             refuse(spec, StatusCode::PAYLOAD_TOO_LARGE, "the form is too large")
-        }));
+        });
+        return Err((too_large, Body::empty()));
     };
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
     let offered = fields
@@ -339,7 +356,73 @@ async fn check_csrf(headers: &HeaderMap, body: Body, caller: &Caller) -> Result<
         .map(|(_, value)| value.as_str());
     match offered {
         Some(offered) if matches(offered) => Ok(Body::from(bytes)),
-        _ => Err(Box::new(csrf_refused)),
+        _ => Err((Box::new(csrf_refused), Body::empty())),
+    }
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+}
+
+/// The value of a multipart body's first field if that field is `csrf_token`, and the body
+/// whole again. Reads only until that field ends, at most [`MAX_MULTIPART_PREFIX`] bytes:
+/// browsers send a form's fields in document order, and our forms put the token first.
+async fn first_multipart_field(content_type: &str, mut body: Body) -> (Option<String>, Body) {
+    let mut prefix = Vec::new();
+    let mut ended = false;
+    loop {
+        // A chunk may hold far more than the field: the parser is given only the bytes the
+        // field may end within.
+        let head = &prefix[..prefix.len().min(MAX_MULTIPART_PREFIX)];
+        match first_field_of(content_type, head).await {
+            FirstField::Token(token) => return (Some(token), prefixed(prefix, body, ended)),
+            FirstField::Other => return (None, prefixed(prefix, body, ended)),
+            FirstField::Incomplete if ended || prefix.len() >= MAX_MULTIPART_PREFIX => {
+                return (None, prefixed(prefix, body, ended));
+            }
+            FirstField::Incomplete => {}
+        }
+        match next_data(&mut body).await {
+            Some(Ok(chunk)) => prefix.extend_from_slice(&chunk),
+            // The client went away or sent too much: nothing more to read, or to hand on.
+            Some(Err(_)) | None => ended = true,
+        }
+    }
+}
+
+enum FirstField {
+    Token(String),
+    /// The first field is something else, or the body is not a multipart form.
+    Other,
+    /// The first field has not ended within these bytes.
+    Incomplete,
+}
+
+/// Parses the first field out of the bytes of a multipart body read so far.
+async fn first_field_of(content_type: &str, prefix: &[u8]) -> FirstField {
+    use axum::extract::{FromRequest, Multipart};
+    let Ok(request) = Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(prefix.to_vec()))
+    else {
+        return FirstField::Other;
+    };
+    let Ok(mut multipart) = Multipart::from_request(request, &()).await else {
+        // No boundary in the content type: no read will give one.
+        return FirstField::Other;
+    };
+    match multipart.next_field().await {
+        Ok(Some(field)) if field.name() == Some(CSRF_FIELD) => match field.bytes().await {
+            Ok(value) => {
+                String::from_utf8(value.to_vec()).map_or(FirstField::Other, FirstField::Token)
+            }
+            Err(_) => FirstField::Incomplete,
+        },
+        Ok(Some(_)) => FirstField::Other,
+        // Cut short before the first field ends, or not a well-formed form at all: the caller
+        // reads on, up to its bound, and refuses if no token field ever ends.
+        Ok(None) | Err(_) => FirstField::Incomplete,
     }
 }
 

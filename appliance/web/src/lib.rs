@@ -18,6 +18,7 @@
 pub mod accounts;
 pub mod api;
 mod assets;
+mod body;
 pub mod guard;
 mod ops;
 pub mod pages;

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{self, MethodRouter};
@@ -133,6 +134,13 @@ impl Route {
     /// Shows the page in the navigation, under `label`.
     pub(crate) fn nav(mut self, label: &'static str) -> Route {
         self.spec.nav = Some(label);
+        self
+    }
+
+    /// Lets the handler's body extractors (form, multipart) read up to `bytes` instead of
+    /// axum's default of 2 MiB: for uploads, whose handlers bound the file themselves.
+    pub(crate) fn body_limit(mut self, bytes: usize) -> Route {
+        self.handler = self.handler.layer(DefaultBodyLimit::max(bytes));
         self
     }
 

@@ -320,6 +320,55 @@ async fn navigation_shows_only_what_the_role_opens() {
     assert!(!agent.contains("<script>"), "no inline script");
 }
 
+/// htmx swaps pages in without running the scripts they name, so the scripts pages need are
+/// loaded by the frame of every page, and a boosted visit gets the page itself.
+#[tokio::test]
+async fn every_signed_in_page_loads_the_live_and_copy_scripts() {
+    let rig = rig(None);
+    let token = rig.session("administrator");
+    let get = |path: &str, boosted: bool| {
+        let mut builder = Request::builder().uri(path).header(
+            header::COOKIE,
+            format!("{}={}", session::COOKIE, token.as_str()),
+        );
+        if boosted {
+            builder = builder
+                .header("hx-request", "true")
+                .header("hx-boosted", "true");
+        }
+        builder.body(Body::empty()).unwrap()
+    };
+    for path in ["/", "/audit-log", "/directory/import"] {
+        let response = rig.call(get(path, true)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert!(!response.headers().contains_key("hx-redirect"), "{path}");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let page = String::from_utf8(body.to_vec()).unwrap();
+        for script in [crate::assets::live_js_path(), crate::assets::copy_js_path()] {
+            assert!(
+                page.contains(&format!(r#"<script src="{script}" defer></script>"#)),
+                "{path} loads {script}"
+            );
+        }
+    }
+    for script in [crate::assets::live_js_path(), crate::assets::copy_js_path()] {
+        let response = rig.call(get(script, false)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{script}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        assert!(
+            response.headers()[header::CACHE_CONTROL]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+    }
+}
+
 #[test]
 fn the_openapi_document_lists_every_api_route() {
     use utoipa::OpenApi;
@@ -369,6 +418,39 @@ fn no_route_is_mounted_outside_the_table() {
             ] {
                 if text.contains(needle) {
                     offenders.push(format!("{}: {needle}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:?}");
+}
+
+/// Every audit row's event and sub event come from `tapline_audit::events`, the catalogue the
+/// activity log's filters list: no source file spells one as a string of its own.
+#[test]
+fn audit_event_names_come_from_the_catalogue() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut offenders = Vec::new();
+    let mut dirs = vec![src];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.ends_with("tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in text.match_indices(".entry(") {
+                let args: Vec<&str> = text[at + ".entry(".len()..]
+                    .splitn(3, ',')
+                    .take(2)
+                    .map(str::trim)
+                    .collect();
+                if args.iter().any(|arg| arg.starts_with('"')) {
+                    offenders.push(format!("{}: .entry({})", path.display(), args.join(", ")));
                 }
             }
         }
@@ -453,4 +535,394 @@ async fn sign_in_renews_the_session_and_counts_failures() {
             "Login failed"
         ]
     );
+}
+
+// ---- The agent directory's CSV import, uploaded ---------------------------------------------
+
+const IMPORT_HEADER: &str = "agent_id,name,email,extension,daa_number,group,team,\
+     recording_percentage,account,device_kind,device_value,recording_group,recording_type";
+
+/// A good file: two agents, one with a name that is not ASCII.
+fn import_csv() -> String {
+    format!(
+        "{IMPORT_HEADER}\r\n701,Ana Díaz,,701,,North,,,,extension,701,,\r\n\
+         702,Bo Li,,702,,North,,,,extension,702,,\r\n"
+    )
+}
+
+const BOUNDARY: &str = "tapline-test-3f9c2a";
+
+/// A `multipart/form-data` body of `parts`: name, file name for a file, content.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, file_name, content) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match file_name {
+            Some(file_name) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; \
+                     filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// A body that arrives `size` bytes at a time, as a slow upload does.
+struct Trickle {
+    data: Vec<u8>,
+    at: usize,
+    size: usize,
+}
+
+impl hyper::body::Body for Trickle {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let start = self.at;
+        let end = (start + self.size).min(self.data.len());
+        self.at = end;
+        std::task::Poll::Ready((start < end).then(|| {
+            Ok(hyper::body::Frame::data(
+                axum::body::Bytes::copy_from_slice(&self.data[start..end]),
+            ))
+        }))
+    }
+}
+
+impl Rig {
+    /// Posts the import form as a browser without JavaScript does: the token is a field.
+    async fn post_import(
+        &self,
+        token: &Token,
+        header_csrf: Option<String>,
+        body: Body,
+    ) -> (StatusCode, String) {
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri("/directory/import")
+            .header(header::HOST, "tapline.test")
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .header(
+                header::COOKIE,
+                format!("{}={}", session::COOKIE, token.as_str()),
+            );
+        if let Some(csrf) = header_csrf {
+            builder = builder.header(crate::guard::CSRF_HEADER, csrf);
+        }
+        let response = self.call(builder.body(body).unwrap()).await;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    async fn post_api_import(
+        &self,
+        token: &Token,
+        body: Vec<u8>,
+    ) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/directory/import")
+            .header(header::HOST, "tapline.test")
+            .header(header::CONTENT_TYPE, "text/csv")
+            .header(
+                header::COOKIE,
+                format!("{}={}", session::COOKIE, token.as_str()),
+            )
+            .header(crate::guard::CSRF_HEADER, session::csrf_token(token))
+            .body(Body::from(body))
+            .unwrap();
+        let response = self.call(request).await;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn agent_names(&self) -> Vec<String> {
+        self.state
+            .store
+            .read(|c| {
+                c.prepare("SELECT name FROM agents ORDER BY agent_id")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .unwrap()
+    }
+
+    /// The Event Object of each import's audit row.
+    fn imports_audited(&self) -> Vec<String> {
+        self.state
+            .store
+            .read(|c| {
+                c.prepare(
+                    "SELECT event_object FROM audit_log
+                     WHERE event = 'Agent directory' AND sub_event = 'Imported' ORDER BY id",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect()
+            })
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_csv_file_uploaded_through_the_form_is_imported_bom_and_all() {
+    let rig = rig(None);
+    let token = rig.session("administrator");
+    let csrf = session::csrf_token(&token);
+    let mut file = b"\xEF\xBB\xBF".to_vec();
+    file.extend_from_slice(import_csv().as_bytes());
+    let body = multipart(&[
+        ("csrf_token", None, csrf.as_bytes()),
+        ("file", Some("agents from HR.csv"), &file),
+        ("csv", None, b""),
+    ]);
+    // Seven bytes at a time: the guard reads the token field across many pieces, and the
+    // handler still gets the whole body.
+    let trickle = Body::new(Trickle {
+        data: body,
+        at: 0,
+        size: 7,
+    });
+    let (status, page) = rig.post_import(&token, None, trickle).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("Imported 2 line(s): 2 agent(s) created"),
+        "{page}"
+    );
+    assert_eq!(rig.agent_names(), ["Ana Díaz", "Bo Li"]);
+    assert_eq!(rig.imports_audited(), ["agents from HR.csv"]);
+
+    // As htmx sends it: the token in the header, pasted text instead of a file.
+    let pasted = import_csv().replace("Bo Li", "Bo Lee");
+    let body = multipart(&[
+        ("csrf_token", None, csrf.as_bytes()),
+        ("file", Some(""), b""),
+        ("csv", None, pasted.as_bytes()),
+    ]);
+    let (status, page) = rig
+        .post_import(&token, Some(csrf.clone()), Body::from(body))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("0 agent(s) created, 1 updated"), "{page}");
+    assert_eq!(rig.imports_audited(), ["agents from HR.csv", "pasted CSV"]);
+
+    // A file and pasted text, or neither: the page says what to do.
+    for (parts, reason) in [
+        (
+            vec![
+                ("csrf_token", None, csrf.as_bytes()),
+                ("file", Some("a.csv"), file.as_slice()),
+                ("csv", None, pasted.as_bytes()),
+            ],
+            "Choose a file or paste its text, not both.",
+        ),
+        (
+            vec![
+                ("csrf_token", None, csrf.as_bytes()),
+                ("file", Some(""), b"".as_slice()),
+                ("csv", None, b"".as_slice()),
+            ],
+            "Choose a CSV file or paste its text.",
+        ),
+    ] {
+        let (status, page) = rig
+            .post_import(&token, None, Body::from(multipart(&parts)))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(page.contains(reason), "{page}");
+    }
+    assert_eq!(rig.imports_audited().len(), 2, "nothing more was imported");
+}
+
+#[tokio::test]
+async fn a_multipart_form_without_its_token_first_is_refused() {
+    let rig = rig(None);
+    let token = rig.session("administrator");
+    let csrf = session::csrf_token(&token);
+    let wrong = session::csrf_token(&Token::generate().unwrap());
+    let file = import_csv();
+    let cases: [(&str, Option<String>, Vec<u8>); 5] = [
+        (
+            "no token",
+            None,
+            multipart(&[("file", Some("a.csv"), file.as_bytes())]),
+        ),
+        (
+            "a wrong token",
+            None,
+            multipart(&[
+                ("csrf_token", None, wrong.as_bytes()),
+                ("file", Some("a.csv"), file.as_bytes()),
+            ]),
+        ),
+        (
+            "the token after the file",
+            None,
+            multipart(&[
+                ("file", Some("a.csv"), file.as_bytes()),
+                ("csrf_token", None, csrf.as_bytes()),
+            ]),
+        ),
+        (
+            "a wrong header beside a right field",
+            Some(wrong.clone()),
+            multipart(&[
+                ("csrf_token", None, csrf.as_bytes()),
+                ("file", Some("a.csv"), file.as_bytes()),
+            ]),
+        ),
+        (
+            "a token field that never ends",
+            None,
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{}",
+                "x".repeat(200 << 10)
+            )
+            .into_bytes(),
+        ),
+    ];
+    for (what, header_csrf, body) in cases {
+        let (status, page) = rig.post_import(&token, header_csrf, Body::from(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {page}");
+        assert!(
+            page.contains("missing or wrong CSRF token"),
+            "{what}: {page}"
+        );
+    }
+    // The API takes the file itself as the body, and says so to a form.
+    let form = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/directory/import")
+        .header(header::HOST, "tapline.test")
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header(
+            header::COOKIE,
+            format!("{}={}", session::COOKIE, token.as_str()),
+        )
+        .header(crate::guard::CSRF_HEADER, csrf)
+        .body(Body::from(multipart(&[(
+            "file",
+            Some("a.csv"),
+            file.as_bytes(),
+        )])))
+        .unwrap();
+    assert_eq!(
+        rig.call(form).await.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert!(rig.agent_names().is_empty(), "nothing was imported");
+    assert!(rig.imports_audited().is_empty());
+}
+
+#[tokio::test]
+async fn an_upload_over_the_limit_is_refused_with_413() {
+    use crate::api::directory::MAX_IMPORT;
+    let rig = rig(None);
+    let token = rig.session("administrator");
+    let csrf = session::csrf_token(&token);
+    // A file one byte over the limit: a valid file padded with a long last line.
+    let mut file = import_csv().into_bytes();
+    file.resize(MAX_IMPORT + 1, b' ');
+    for header_csrf in [None, Some(csrf.clone())] {
+        let body = multipart(&[
+            ("csrf_token", None, csrf.as_bytes()),
+            ("file", Some("big.csv"), &file),
+        ]);
+        let (status, page) = rig
+            .post_import(&token, header_csrf.clone(), Body::from(body))
+            .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{header_csrf:?}");
+        assert!(
+            page.contains("the file is larger than 8 MiB: nothing was imported"),
+            "{page}"
+        );
+        assert!(
+            page.contains("at most 8 MiB"),
+            "the form says the limit: {page}"
+        );
+    }
+    let (status, answer) = rig.post_api_import(&token, file).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the file is larger than 8 MiB"),
+        "{answer}"
+    );
+    // At the limit exactly, the file is read and checked.
+    let mut file = import_csv().into_bytes();
+    file.resize(MAX_IMPORT, b' ');
+    let (status, answer) = rig.post_api_import(&token, file).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    // The last line, megabytes of spaces, is named but not echoed whole.
+    let problem = &answer["problems"][0];
+    assert_eq!(problem["line"], 4, "{answer}");
+    assert_eq!(problem["value"].as_str().unwrap().chars().count(), 201);
+    assert!(rig.agent_names().is_empty(), "nothing was imported");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+    let rig = rig(None);
+    let token = rig.session("administrator");
+    // Windows-1252, as a spreadsheet's plain "CSV" export writes "Díaz": 0xED.
+    let file = import_csv().replace("Díaz", "D\u{0}az");
+    let mut bytes = file.into_bytes();
+    let at = bytes.iter().position(|&b| b == 0).unwrap();
+    bytes[at] = 0xED;
+    let (status, answer) = rig.post_api_import(&token, bytes.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let problems = answer["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{answer}");
+    assert_eq!(problems[0]["line"], 2, "{answer}");
+    assert_eq!(problems[0]["value"], "0xED", "{answer}");
+    let reason = problems[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("byte offset {at}")) && reason.contains("CSV UTF-8"),
+        "{reason}"
+    );
+    // The page shows the same problem in its table.
+    let csrf = session::csrf_token(&token);
+    let body = multipart(&[
+        ("csrf_token", None, csrf.as_bytes()),
+        ("file", Some("export.csv"), &bytes),
+    ]);
+    let (status, page) = rig.post_import(&token, None, Body::from(body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(
+        page.contains("<tr><td>2</td><td></td><td>0xED</td>"),
+        "{page}"
+    );
+    assert!(rig.agent_names().is_empty(), "nothing was imported");
+    // A byte order mark is not a problem, through the API either.
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend_from_slice(import_csv().as_bytes());
+    let (status, answer) = rig.post_api_import(&token, bom).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(rig.agent_names(), ["Ana Díaz", "Bo Li"]);
 }

@@ -10,9 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tapline_accounts::Permission;
@@ -27,6 +27,7 @@ use tapline_store::rusqlite;
 
 use crate::WebState;
 use crate::api::{ApiError, ErrorBody};
+use crate::body::{ReadError, read_limited};
 use crate::guard::Caller;
 use crate::routes::{Access, Route};
 
@@ -37,9 +38,17 @@ pub(crate) const ADMIN: Access = Access::Permission(Permission::Administration);
 
 /// The name of the exported file, as the agent list's export has always been called.
 pub const EXPORT_FILE: &str = "agents.csv";
-/// Imported files larger than this are refused: the web's request body limit, and room for
-/// some 20,000 devices.
-pub const MAX_IMPORT: usize = 2 << 20;
+/// Imported files larger than this are refused (413): room for some 80,000 devices, and
+/// little enough to read and check whole in one transaction.
+pub const MAX_IMPORT: usize = 8 << 20;
+/// The import form's whole body: the file, or the pasted text, and the form around it.
+pub(crate) const MAX_IMPORT_FORM: usize = MAX_IMPORT + (64 << 10);
+/// How much more of a refused upload is read, and for how long, so that the 413 arrives as an
+/// answer rather than a reset connection.
+const UPLOAD_DRAIN: usize = MAX_IMPORT;
+const UPLOAD_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+/// What a UTF-8 file may start with; the directory's import skips it.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
 pub(crate) fn routes() -> Vec<Route> {
     vec![
@@ -314,6 +323,8 @@ pub struct ImportProblem {
     pub line: u64,
     /// The column's header name; empty when the problem is the whole line.
     pub column: String,
+    /// The value as the file has it, cut at [`MAX_PROBLEM_VALUE`] characters (a whole line of
+    /// a broken file can be megabytes).
     pub value: String,
     pub reason: String,
 }
@@ -323,9 +334,19 @@ impl From<&LineError> for ImportProblem {
         ImportProblem {
             line: e.line,
             column: e.column.clone(),
-            value: e.value.clone(),
+            value: shortened(&e.value),
             reason: e.reason.clone(),
         }
+    }
+}
+
+/// The most of a problem's value shown.
+pub const MAX_PROBLEM_VALUE: usize = 200;
+
+fn shortened(value: &str) -> String {
+    match value.char_indices().nth(MAX_PROBLEM_VALUE) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_owned(),
     }
 }
 
@@ -823,7 +844,8 @@ pub(crate) async fn export_csv(state: &WebState, caller: &Caller) -> Result<Vec<
     .await
 }
 
-/// Applies a CSV file whole, or refuses it whole with every problem.
+/// Applies a CSV file whole, or refuses it whole with every problem. `source` names the file
+/// in the audit row.
 pub(crate) async fn import_csv(
     state: &WebState,
     caller: &Caller,
@@ -832,10 +854,10 @@ pub(crate) async fn import_csv(
 ) -> Result<ImportOutcome, ApiError> {
     require_everything(caller)?;
     if bytes.len() > MAX_IMPORT {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the file is larger than {} MiB", MAX_IMPORT >> 20),
-        ));
+        return Err(import_too_large());
+    }
+    if let Some(problem) = not_utf8(&bytes) {
+        return Ok(ImportOutcome::Refused(vec![problem]));
     }
     let (state, caller) = (state.clone(), caller.clone());
     blocking(move || {
@@ -854,6 +876,54 @@ pub(crate) async fn import_csv(
         }
     })
     .await
+}
+
+/// An uploaded body of at most `limit` bytes; beyond, 413 (after draining some more).
+pub(crate) async fn read_upload(body: &mut Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    match read_limited(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(ReadError::TooLarge { .. }) => {
+            drain_upload(std::mem::take(body)).await;
+            Err(import_too_large())
+        }
+        Err(err @ ReadError::Failed(_)) => Err(ApiError::new(StatusCode::BAD_REQUEST, err)),
+    }
+}
+
+async fn drain_upload(body: Body) {
+    crate::body::drain(body, UPLOAD_DRAIN, UPLOAD_DRAIN_TIME).await;
+}
+
+/// The refusal of a file over [`MAX_IMPORT`].
+pub(crate) fn import_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the file is larger than {} MiB: nothing was imported; split it into smaller files",
+            MAX_IMPORT >> 20
+        ),
+    )
+}
+
+/// The one problem of a file that is not UTF-8 (a Windows-1252 or Latin-1 export, say),
+/// placed at its first byte that is not: read as UTF-8 it would be garbage, and guessing
+/// another encoding could silently change names.
+fn not_utf8(bytes: &[u8]) -> Option<ImportProblem> {
+    let text = bytes.strip_prefix(BYTE_ORDER_MARK).unwrap_or(bytes);
+    let err = std::str::from_utf8(text).err()?;
+    let offset = bytes.len() - text.len() + err.valid_up_to();
+    let line = bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    let bad = &bytes[offset..offset + err.error_len().unwrap_or(bytes.len() - offset)];
+    let value: Vec<String> = bad.iter().map(|b| format!("0x{b:02X}")).collect();
+    Some(ImportProblem {
+        line,
+        column: String::new(),
+        value: value.join(" "),
+        reason: format!(
+            "the file is not UTF-8 text (byte offset {offset}); save it as \"CSV UTF-8\" and \
+             import it again"
+        ),
+    })
 }
 
 // ---- API handlers -------------------------------------------------------------------------
@@ -1111,29 +1181,51 @@ pub(crate) fn csv_download(bytes: Vec<u8>) -> Response {
         .into_response()
 }
 
-/// Applies a CSV file (the body, `text/csv`) whole, or refuses it whole: 422 with every
-/// problem's line, column, value and reason, and nothing changed.
+/// Applies a CSV file (the body, `text/csv`, at most 8 MiB; a UTF-8 byte order mark is
+/// skipped) whole, or refuses it whole: 422 with every problem's line, column, value and
+/// reason, and nothing changed. A file that is not UTF-8 is refused with the line and byte
+/// offset of its first byte that is not.
 #[utoipa::path(post, path = "/api/v1/directory/import",
     request_body(content = String, content_type = "text/csv"),
     responses((status = 200, body = ImportDone),
+              (status = 413, body = ErrorBody, description = "The file is larger than 8 MiB"),
+              (status = 415, body = ErrorBody, description = "The body is a form, not the file"),
               (status = 422, body = ImportRefused, description = "Nothing was imported")))]
 pub(crate) async fn import(
     State(state): State<WebState>,
     caller: Caller,
-    body: Bytes,
+    headers: HeaderMap,
+    mut body: Body,
 ) -> Result<Response, ApiError> {
-    match import_csv(&state, &caller, String::new(), body.to_vec()).await? {
-        ImportOutcome::Done(done) => Ok(Json(done).into_response()),
-        ImportOutcome::Refused(problems) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(ImportRefused {
-                error: format!(
-                    "{} problem(s) in the CSV file, nothing was imported",
-                    problems.len()
-                ),
-                problems,
-            }),
-        )
-            .into_response()),
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.to_ascii_lowercase().starts_with("multipart/") {
+        drain_upload(body).await;
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the file itself as the body, with Content-Type: text/csv",
+        ));
     }
+    let bytes = read_upload(&mut body, MAX_IMPORT).await?;
+    match import_csv(&state, &caller, String::new(), bytes).await? {
+        ImportOutcome::Done(done) => Ok(Json(done).into_response()),
+        ImportOutcome::Refused(problems) => Ok(refused_import(problems)),
+    }
+}
+
+/// 422 with every problem.
+fn refused_import(problems: Vec<ImportProblem>) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(ImportRefused {
+            error: format!(
+                "{} problem(s) in the CSV file, nothing was imported",
+                problems.len()
+            ),
+            problems,
+        }),
+    )
+        .into_response()
 }

@@ -15,6 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use tapline_audit::events;
 use tapline_audit::query::CsvExport;
 use tokio::sync::mpsc;
 
@@ -24,27 +25,10 @@ use crate::guard::Caller;
 use crate::pages::{Layout, failed, render};
 use crate::routes::Route;
 
-/// The event of the log's own actions, and the sub event of an export.
-const ACTIVITY_LOG_EVENT: &str = "Activity audit log";
-const EXPORTED: &str = "Exported";
-/// The copy button's script: served from here because the page's policy allows scripts only
-/// from the appliance itself.
-const COPY_SCRIPT: &str = r#"document.addEventListener("click", function (event) {
-  var button = event.target.closest("[data-copy]");
-  if (!button) { return; }
-  var source = document.getElementById(button.getAttribute("data-copy"));
-  if (!source || !navigator.clipboard) { return; }
-  navigator.clipboard.writeText(source.textContent).then(function () {
-    button.textContent = "Copied";
-  });
-});
-"#;
-
 pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/audit-log", ACTIVITY_LOG, page).nav("Activity audit log"),
         Route::get("/audit-log/export.csv", ACTIVITY_LOG, export),
-        Route::get("/audit-log/copy.js", ACTIVITY_LOG, copy_script),
     ]
 }
 
@@ -128,9 +112,10 @@ async fn export(
     let params = serde_json::to_value(&form).unwrap_or_default();
     let (store, auditor) = (state.store.clone(), caller.clone());
     let audited = tokio::task::spawn_blocking(move || {
-        let entry = auditor
-            .actor()
-            .entry(ACTIVITY_LOG_EVENT, EXPORTED, "", "", params);
+        let entry =
+            auditor
+                .actor()
+                .entry(events::ACTIVITY_AUDIT_LOG, events::EXPORTED, "", "", params);
         tapline_audit::record(&store, &entry)
     })
     .await;
@@ -175,14 +160,6 @@ async fn export(
         HeaderValue::from_static("private, no-store"),
     );
     response
-}
-
-async fn copy_script(_caller: Caller) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        COPY_SCRIPT,
-    )
-        .into_response()
 }
 
 /// A body fed chunk by chunk from a channel.

@@ -5,8 +5,10 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use tapline_directory::DeviceKind;
@@ -40,7 +42,7 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::get("/directory/scopes", ADMIN, scopes).nav("Supervisor scope"),
         Route::post("/directory/scopes/{name}", ADMIN, set_scope),
         Route::get("/directory/import", ADMIN, import_form),
-        Route::post("/directory/import", ADMIN, import),
+        Route::post("/directory/import", ADMIN, import).body_limit(api::MAX_IMPORT_FORM),
     ]
 }
 
@@ -501,6 +503,7 @@ async fn set_scope(
 struct ImportPage {
     layout: Layout,
     header: String,
+    max_mib: usize,
     done: Option<ImportDone>,
     problems: Vec<ImportProblem>,
 }
@@ -517,11 +520,13 @@ fn import_page(
     ImportPage {
         layout: Layout::new(caller, "Import agents", "/directory/import"),
         header: tapline_directory::csv_file::HEADER.join(","),
+        max_mib: api::MAX_IMPORT >> 20,
         done,
         problems,
     }
 }
 
+/// The form's fields when it comes urlencoded (pasted text only).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct ImportForm {
     /// The file's text, pasted.
@@ -529,18 +534,113 @@ pub(crate) struct ImportForm {
     csv: String,
 }
 
-async fn import(
-    State(state): State<WebState>,
-    caller: Caller,
-    Form(form): Form<ImportForm>,
-) -> Response {
-    let outcome = api::import_csv(
-        &state,
-        &caller,
-        "pasted CSV".to_owned(),
-        form.csv.into_bytes(),
-    )
-    .await;
+/// What the form sent: a chosen file, with its name, or pasted text.
+#[derive(Debug)]
+struct Upload {
+    /// The name the audit row gives the file.
+    source: String,
+    bytes: Vec<u8>,
+}
+
+/// The name the audit log gives pasted text.
+const PASTED: &str = "pasted CSV";
+
+/// The file chosen (field `file`) or the text pasted (field `csv`) in the import form, sent
+/// as `multipart/form-data` by browsers or urlencoded (text only) by scripts. The body is
+/// read whole, up to [`api::MAX_IMPORT_FORM`]: beyond, 413.
+async fn upload(request: Request) -> Result<Upload, ApiError> {
+    let (parts, mut body) = request.into_parts();
+    let multipart = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let bytes = api::read_upload(&mut body, api::MAX_IMPORT_FORM).await?;
+    if !multipart {
+        let form: ImportForm = serde_urlencoded::from_bytes(&bytes).map_err(|err| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the form could not be read: {err}"),
+            )
+        })?;
+        return chosen(None, form.csv.into_bytes());
+    }
+    // The route's body limit (`MAX_IMPORT_FORM`) travels in the request's extensions, so
+    // the bytes just read all reach the parser.
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+    let (mut file, mut pasted) = (None, Vec::new());
+    while let Some(field) = multipart.next_field().await.map_err(form_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(form_error)?;
+        if bytes.len() > api::MAX_IMPORT {
+            return Err(api::import_too_large());
+        }
+        match name.as_str() {
+            "file" => file = Some((file_name.unwrap_or_default(), Vec::from(bytes))),
+            "csv" => pasted = Vec::from(bytes),
+            _ => {}
+        }
+    }
+    let file = file.filter(|(name, bytes)| !name.is_empty() || !bytes.is_empty());
+    if file.is_some() && !pasted.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Choose a file or paste its text, not both.",
+        ));
+    }
+    match file {
+        Some((name, bytes)) => chosen(Some(name), bytes),
+        None => chosen(None, pasted),
+    }
+}
+
+/// The upload, if it holds anything.
+fn chosen(file_name: Option<String>, bytes: Vec<u8>) -> Result<Upload, ApiError> {
+    let source = file_name
+        .as_deref()
+        .map_or_else(|| PASTED.to_owned(), audit_name);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        let reason = match file_name {
+            Some(_) => format!("The file {source} is empty."),
+            None => "Choose a CSV file or paste its text.".to_owned(),
+        };
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, reason));
+    }
+    Ok(Upload { source, bytes })
+}
+
+/// An uploaded file's name as the audit log shows it: its last component (some browsers
+/// send a whole path), without control characters, at most 200 characters.
+fn audit_name(file_name: &str) -> String {
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let name: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    if name.trim().is_empty() {
+        "uploaded CSV".to_owned()
+    } else {
+        name
+    }
+}
+
+/// A form that could not be read.
+fn form_error(err: MultipartError) -> ApiError {
+    match err.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => api::import_too_large(),
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the form could not be read: {}", err.body_text()),
+        ),
+    }
+}
+
+async fn import(State(state): State<WebState>, caller: Caller, request: Request) -> Response {
+    let outcome = match upload(request).await {
+        Ok(Upload { source, bytes }) => api::import_csv(&state, &caller, source, bytes).await,
+        Err(err) => Err(err),
+    };
     match outcome {
         Ok(ImportOutcome::Done(done)) => {
             let mut page = import_page(&caller, Some(done), Vec::new());
@@ -563,6 +663,9 @@ async fn import(
                 page.problems.len()
             ));
             render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(err) if err.status == StatusCode::INTERNAL_SERVER_ERROR => {
+            crate::pages::failed(err.message)
         }
         Err(err) => {
             let status = err.status;

@@ -3,9 +3,10 @@
 //!
 //! The live state is rendered into the page, then kept current by server-sent events from
 //! `GET /live` (`text/event-stream`, one `live` event at once and every [`LIVE_INTERVAL`],
-//! its data a JSON [`LiveState`]), which `live.js` (compiled in, no inline script) applies to
-//! the page. A stream ends after [`MAX_STREAM`]; the browser's `EventSource` reconnects on
-//! its own, through the guard, so a session that has ended stops getting events.
+//! its data a JSON [`LiveState`]), which `live.js` (an asset every signed-in page loads, so
+//! that it also runs when htmx swaps this page in; no inline script) applies to the page. A
+//! stream ends after [`MAX_STREAM`]; the browser's `EventSource` reconnects on its own,
+//! through the guard, so a session that has ended stops getting events.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use askama::Template;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Bytes, Frame};
 use serde::Serialize;
@@ -30,14 +31,11 @@ use crate::routes::{Access, Route};
 pub const LIVE_INTERVAL: Duration = Duration::from_secs(3);
 /// How long one stream lasts before the browser is asked to reconnect.
 pub const MAX_STREAM: Duration = Duration::from_secs(600);
-/// The script that applies the events, written for this page.
-const LIVE_JS: &str = include_str!("../../assets/live.js");
 
 pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/", Access::SignedIn, home).nav("Home"),
         Route::get("/live", Access::SignedIn, live),
-        Route::get("/live.js", Access::SignedIn, live_js),
     ]
 }
 
@@ -68,12 +66,7 @@ struct HomePage {
     live: Option<LiveState>,
 }
 
-async fn home(State(state): State<WebState>, caller: Caller, headers: HeaderMap) -> Response {
-    // htmx does not run the scripts of a page it swaps in (`allowScriptTags` is off), so a
-    // boosted visit is turned into a full page load, which runs `live.js`.
-    if headers.contains_key("hx-boosted") {
-        return [("hx-redirect", "/")].into_response();
-    }
+async fn home(State(state): State<WebState>, caller: Caller) -> Response {
     let live = match live_state(&state).await {
         Ok(live) => Some(live),
         Err(err) => {
@@ -188,17 +181,6 @@ impl hyper::body::Body for EventBody {
             .poll_recv(cx)
             .map(|event| event.map(|bytes| Ok(Frame::data(bytes))))
     }
-}
-
-async fn live_js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        LIVE_JS,
-    )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -31,6 +31,11 @@ pub struct Layout {
     pub title: &'static str,
     pub css: &'static str,
     pub htmx: &'static str,
+    /// The scripts every signed-in page loads (htmx swaps pages in without running the
+    /// scripts they name): the live state, which opens `/live` on the pages that show it,
+    /// and the copy buttons.
+    pub live: &'static str,
+    pub copy: &'static str,
     pub csrf: String,
     pub account: String,
     pub nav: Vec<NavLink>,
@@ -64,6 +69,8 @@ impl Layout {
             title,
             css: assets::css_path(),
             htmx: assets::HTMX_PATH,
+            live: assets::live_js_path(),
+            copy: assets::copy_js_path(),
             csrf: caller.csrf().to_owned(),
             account: caller.account.clone(),
             nav,

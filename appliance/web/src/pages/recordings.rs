@@ -32,8 +32,6 @@ use crate::guard::Caller;
 use crate::pages::{Layout, error_page, failed, render};
 use crate::routes::{Access, Route};
 
-/// The sub-event of a recording played in the browser.
-const PLAY: &str = "Play";
 /// Bytes read from disk per chunk of a streamed file.
 const CHUNK: usize = 64 * 1024;
 
@@ -200,7 +198,7 @@ async fn serve(
     if delivery == Delivery::Download || first_request {
         let object = format!("{}/{}", detail.directory, detail.file_name);
         let sub_event = match delivery {
-            Delivery::Play => PLAY,
+            Delivery::Play => events::PLAY,
             Delivery::Download => events::DOWNLOAD,
         };
         let params = serde_json::json!({ "id": id, "bytes": length, "range": range });
