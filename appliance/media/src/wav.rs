@@ -312,35 +312,26 @@ impl<W: Write + Seek> WavWriter<W> {
         Ok(())
     }
 
+    /// Rewrites the whole header, which is shorter than a disk block, in one write: on a
+    /// buffered file a sync costs two writes and two seeks, however many fields change.
     fn write_sizes(&mut self) -> io::Result<()> {
-        let format = self.spec.format;
-        let header_len = format.header_len();
+        let header_len = self.spec.format.header_len();
         let end = self.start + header_len + self.data_len;
-        let (Some(riff), Ok(data)) = (
+        let (Some(_), Ok(data)) = (
             riff_size(header_len, self.data_len),
             u32::try_from(self.data_len),
         ) else {
             // `append` never lets the audio grow past the limit.
             return Err(io::Error::other("audio length beyond the RIFF limit"));
         };
-        self.inner.seek(SeekFrom::Start(end))?;
+        // Every write leaves the stream at `end`; the pad byte goes there and is overwritten
+        // by the audio that follows.
         if self.data_len & 1 == 1 {
             self.inner.write_all(&[0])?;
         }
+        self.inner.seek(SeekFrom::Start(self.start))?;
         self.inner
-            .seek(SeekFrom::Start(self.start + RIFF_SIZE_OFFSET))?;
-        self.inner.write_all(&riff.to_le_bytes())?;
-        if format.has_fact() {
-            // Frames never exceed bytes, so they fit as well.
-            let frames = u32::try_from(self.frames_written()).unwrap_or(u32::MAX);
-            self.inner.seek(SeekFrom::Start(
-                self.start + header_len - CHUNK_HEADER_LEN - 4,
-            ))?;
-            self.inner.write_all(&frames.to_le_bytes())?;
-        }
-        self.inner
-            .seek(SeekFrom::Start(self.start + header_len - 4))?;
-        self.inner.write_all(&data.to_le_bytes())?;
+            .write_all(&header_bytes(self.spec, self.block_align, data))?;
         self.inner.seek(SeekFrom::Start(end))?;
         self.inner.flush()
     }
