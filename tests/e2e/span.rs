@@ -25,6 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
+use tapline_directory::{AgentFields, DeviceFields, DeviceKind};
 use tapline_tests::{
     Appliance, Daemon, RecordingRow, eventually, peer, recording_rows, sha256sum, tapline_bin,
 };
@@ -205,6 +206,16 @@ fn an_attended_transfer_is_recorded_as_three_linked_calls() {
         })
         .collect();
 
+    // The agent's desk phone is known by its MAC address only, the colleague's by its IP.
+    let agent_mac = run(net.exec(&net.agent, "cat").arg("/sys/class/net/b0/address"));
+    map_devices(
+        &appliance.data_dir(),
+        &[
+            ("agent", DeviceKind::Mac, agent_mac.trim()),
+            ("colleague", DeviceKind::PhoneIp, COLLEAGUE_IP),
+        ],
+    );
+
     let daemon = start_tapline_in(net.exec(&net.tap, tapline_bin()), &appliance);
     let seen = transfer(&net, &work);
     let calls = [CUSTOMER_CALL, CONSULTATION, REPLACING_CALL];
@@ -234,6 +245,28 @@ fn an_attended_transfer_is_recorded_as_three_linked_calls() {
                 REPLACING_CALL.to_owned(),
                 Some(CONSULTATION.to_owned()),
                 Some(0)
+            ),
+        ]
+    );
+    // The customer reaches the agent's phone (by its MAC), the agent consults the colleague
+    // (agent to agent), and the customer is put through to the colleague (by its IP).
+    assert_eq!(
+        attributions(&appliance.data_dir()),
+        [
+            (
+                CUSTOMER_CALL.to_owned(),
+                Some("agent".into()),
+                Some("Inbound".into())
+            ),
+            (
+                CONSULTATION.to_owned(),
+                Some("colleague".into()),
+                Some("Direct Agent Access".into())
+            ),
+            (
+                REPLACING_CALL.to_owned(),
+                Some("colleague".into()),
+                Some("Inbound".into())
             ),
         ]
     );
@@ -269,6 +302,47 @@ fn transfer_links(data_dir: &Path) -> Vec<(String, Option<String>, Option<i64>)>
             "SELECT transaction_id, parent_transaction_id, hold_count FROM recordings
              ORDER BY answered_at",
         )
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Adds an agent per entry to the directory, with the one device association given.
+fn map_devices(data_dir: &Path, devices: &[(&str, DeviceKind, &str)]) {
+    tapline_provisioning::prepare_data_dir(data_dir).unwrap();
+    let store = tapline_store::Store::open_in(data_dir).unwrap();
+    let actor = tapline_audit::Actor {
+        username: "test",
+        user_ip: "",
+        request_uri: "",
+    };
+    for &(agent_id, kind, value) in devices {
+        let fields = AgentFields {
+            agent_id: agent_id.into(),
+            name: agent_id.into(),
+            ..AgentFields::default()
+        };
+        tapline_directory::agents::create(&store, &fields, &actor).unwrap();
+        let device = DeviceFields {
+            kind,
+            value: value.into(),
+            agent_id: agent_id.into(),
+            recording_group: None,
+            recording_type: None,
+        };
+        tapline_directory::devices::add(&store, &device, &actor).unwrap();
+    }
+}
+
+/// Each recording's transaction id, agent and call type, in the order the calls were
+/// answered.
+fn attributions(data_dir: &Path) -> Vec<(String, Option<String>, Option<String>)> {
+    let db = tapline_store::rusqlite::Connection::open(data_dir.join("tapline.db")).unwrap();
+    let mut statement = db
+        .prepare("SELECT transaction_id, agent_id, call_type FROM recordings ORDER BY answered_at")
         .unwrap();
     statement
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
