@@ -9,19 +9,28 @@
 //! matches are counted up to [`ESTIMATE_CAP`] in its index alone, and the narrowest is read
 //! (forced with `INDEXED BY`). When every filter matches many rows, an index already in
 //! newest-first order is walked until the page is full, which is quick precisely because
-//! matches are dense. Several users are read user by user, each already in order, and merged.
-//! Free text in comments is checked row by row, on the rows that have comments only.
+//! matches are dense; when there are several such filters, or one whose index is not in page
+//! order, they are counted further, up to [`CHOICE_CAP`], to pick the one to read. Several
+//! users are read user by user, each already in order, and merged.
+//! The creation-time index carries the event object, so an object prefix matching many rows
+//! is checked in that walk without reading the rows it skips.
+//!
+//! Free text in comments is always checked with `LIKE` on the row, which alone decides what
+//! matches. A text of three characters or more is first looked up in the trigram index of
+//! the comments (`audit_log_comments`): the rows holding every one of its rarest
+//! three-character pieces, a superset of the matching rows. When those are few, only they are
+//! read. Otherwise the rows that have comments are checked one by one, in page order.
 //!
 //! Nothing the user sends is spliced into SQL: filters and the cursor are parsed, then bound.
 
-use std::fmt;
 use std::io::Write;
-use std::str::FromStr;
 
 use jiff::Timestamp;
 use tapline_store::Store;
 use tapline_store::rusqlite::{self, Connection, OptionalExtension};
-use tapline_store::sql::Sql;
+/// Pages go newest first by creation time, then id.
+pub use tapline_store::sql::Cursor;
+use tapline_store::sql::{BadCursor, Sql, capped_count_from};
 
 use crate::{COLUMNS, Row, read_row};
 
@@ -29,8 +38,21 @@ use crate::{COLUMNS, Row, read_row};
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// The largest page served, whatever the caller asks.
 pub const MAX_PAGE_SIZE: usize = 200;
-/// Matches counted per filter when choosing the index, and the most a total counts.
-pub const ESTIMATE_CAP: u64 = 5_000;
+/// Matches counted per filter when choosing the index, and the most a total counts: every
+/// search pays for these counts, so they stay small, and a page says "more than" past them.
+pub const ESTIMATE_CAP: u64 = 1_000;
+/// Matches counted, when every filter has at least [`ESTIMATE_CAP`], to choose between
+/// several filters, or whether to sort the matches of one whose index is not in page order;
+/// what such a filter may read whole.
+pub const CHOICE_CAP: u64 = 5_000;
+/// Rows the trigram index may name for it to be read: each is read and checked from the
+/// table, and the page sorted, so this is kept well below [`CHOICE_CAP`].
+pub const TEXT_CAP: u64 = 1_000;
+/// Characters of comment text the trigram index can look up: it knows nothing shorter.
+const TRIGRAM: usize = 3;
+/// A piece of text held by fewer rows than this is rare: a lookup intersects the rare pieces
+/// alone, and checking a piece costs at most this many index entries.
+const RARE_PIECE: u64 = 200;
 /// Rows per read of the CSV export: memory stays flat however long the export.
 pub const EXPORT_CHUNK_ROWS: usize = 1_000;
 /// The CSV export's header: the fields of the log as auditors know them, then the chain.
@@ -62,6 +84,12 @@ pub enum QueryError {
     Csv(#[from] csv::Error),
     #[error("cannot write the CSV export")]
     Io(#[from] std::io::Error),
+}
+
+impl From<BadCursor> for QueryError {
+    fn from(_: BadCursor) -> QueryError {
+        QueryError::BadCursor
+    }
 }
 
 /// How the event object filter matches.
@@ -98,46 +126,6 @@ pub struct Filter {
     pub event_object: Option<Match>,
     /// Text the comments contain, ignoring ASCII case.
     pub comments: Option<String>,
-}
-
-/// A position in the newest-first order: the last row of a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    created_at: Timestamp,
-    id: i64,
-}
-
-/// The token form is `<creation time in Unix microseconds>.<row id>`: two integers, parsed
-/// as such, so a token can only ever become two bound numbers.
-impl fmt::Display for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.created_at.as_microsecond(), self.id)
-    }
-}
-
-impl FromStr for Cursor {
-    type Err = QueryError;
-
-    fn from_str(token: &str) -> Result<Cursor, QueryError> {
-        let (micros, id) = token.split_once('.').ok_or(QueryError::BadCursor)?;
-        let micros: i64 = micros.parse().map_err(|_| QueryError::BadCursor)?;
-        let id: i64 = id.parse().map_err(|_| QueryError::BadCursor)?;
-        let created_at = Timestamp::from_microsecond(micros).map_err(|_| QueryError::BadCursor)?;
-        if id <= 0 {
-            return Err(QueryError::BadCursor);
-        }
-        Ok(Cursor { created_at, id })
-    }
-}
-
-impl Cursor {
-    /// The cursor after `row`, if its time reads (a row edited behind the log's back may not).
-    fn after(row: &Row) -> Option<Cursor> {
-        Some(Cursor {
-            created_at: row.created_at.parse().ok()?,
-            id: row.id,
-        })
-    }
 }
 
 /// How many rows match, when that was cheap to learn.
@@ -182,11 +170,13 @@ pub fn search_in(
     };
     let plan = Plan::new(conn, filter)?;
     let (rows, next) = plan.rows(conn, after.as_ref(), size)?;
-    Ok(Page {
-        rows,
-        next,
-        total: plan.total(conn)?,
-    })
+    // A first page that is not full holds every match: that is the count, for nothing.
+    let total = if after.is_none() && rows.len() < size {
+        Some(Total::Exact(rows.len() as u64))
+    } else {
+        plan.total(conn)?
+    };
+    Ok(Page { rows, next, total })
 }
 
 /// The row with id `id`, for "Show Params".
@@ -335,7 +325,7 @@ fn csv_record(row: &Row) -> [&str; 11] {
 /// An indexed filter and its index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Driver {
-    /// (created_at), newest first.
+    /// (created_at, id, event_object), newest first; an object filter is checked in it.
     Time,
     /// (username, created_at), user by user, merged.
     Users,
@@ -349,18 +339,39 @@ enum Driver {
     Object,
     /// (created_at) of the rows that have comments.
     Comments,
+    /// The trigram index of the comments: the rows it names, read by id and sorted.
+    Text,
 }
 
 impl Driver {
-    fn index(self) -> &'static str {
+    /// The index read, `None` for [`Driver::Text`], which reads rows by id.
+    fn index(self) -> Option<&'static str> {
         match self {
-            Driver::Time => "audit_log_by_created",
-            Driver::Users => "audit_log_by_user",
-            Driver::Event => "audit_log_by_event_only",
-            Driver::EventAndSubEvent => "audit_log_by_event",
-            Driver::SubEvent => "audit_log_by_sub_event",
-            Driver::Object => "audit_log_by_object",
-            Driver::Comments => "audit_log_with_comments",
+            Driver::Time => Some("audit_log_by_created_object"),
+            Driver::Users => Some("audit_log_by_user"),
+            Driver::Event => Some("audit_log_by_event_only"),
+            Driver::EventAndSubEvent => Some("audit_log_by_event"),
+            Driver::SubEvent => Some("audit_log_by_sub_event"),
+            Driver::Object => Some("audit_log_by_object"),
+            Driver::Comments => Some("audit_log_with_comments"),
+            Driver::Text => None,
+        }
+    }
+
+    /// `audit_log` read through the driver's index only, or for [`Driver::Text`] through no
+    /// index: `NOT INDEXED` still looks rows up by id.
+    fn source(self) -> String {
+        match self.index() {
+            Some(index) => format!("audit_log INDEXED BY {index}"),
+            None => "audit_log NOT INDEXED".to_owned(),
+        }
+    }
+
+    /// Matches at which the driver counts as wide, when first counted.
+    fn cap(self) -> u64 {
+        match self {
+            Driver::Text => TEXT_CAP,
+            _ => ESTIMATE_CAP,
         }
     }
 }
@@ -373,8 +384,13 @@ struct Plan<'f> {
     to: Option<String>,
     usernames: Vec<String>,
     driver: Driver,
-    /// Matches of the driver's own condition (and the time range), capped.
+    /// Matches of the driver's own condition (and the time range), counted up to
+    /// `driver_cap`.
     driver_estimate: u64,
+    driver_cap: u64,
+    /// The rows the trigram index named for the comment text (up to [`TEXT_CAP`]), when
+    /// [`Driver::Text`] was a candidate. All of them only when fewer than the cap.
+    text_ids: Vec<i64>,
 }
 
 impl<'f> Plan<'f> {
@@ -389,6 +405,8 @@ impl<'f> Plan<'f> {
             usernames,
             driver: Driver::Time,
             driver_estimate: 0,
+            driver_cap: ESTIMATE_CAP,
+            text_ids: Vec::new(),
         };
         plan.choose_driver(conn)?;
         Ok(plan)
@@ -396,8 +414,68 @@ impl<'f> Plan<'f> {
 
     /// Counts, up to [`ESTIMATE_CAP`] and in each index alone, the rows each indexed filter
     /// and the time range let through, and reads the narrowest. When all are wide, an index
-    /// already in page order is read, and stops as soon as the page is full.
+    /// already in page order is read, and stops as soon as the page is full: the one filter
+    /// with such an index, or, when choosing needs it (several filters, or one whose index is
+    /// not in page order), the narrowest under [`CHOICE_CAP`].
     fn choose_driver(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let candidates = self.candidates();
+        let mut estimated = Vec::with_capacity(candidates.len());
+        for driver in candidates {
+            let estimate = if driver == Driver::Text {
+                self.text_ids = self.text_lookup(conn)?;
+                self.text_ids.len() as u64
+            } else {
+                self.estimate(conn, driver, driver.cap())?
+            };
+            estimated.push((driver, estimate));
+        }
+        let narrowest = estimated
+            .iter()
+            .filter(|(driver, estimate)| *estimate < driver.cap())
+            .min_by_key(|(_, estimate)| *estimate);
+        if let Some(&(driver, estimate)) = narrowest {
+            self.drive(driver, estimate, driver.cap());
+            return Ok(());
+        }
+        // Every filter is wide. The rows the trigram index named are too many to read by id,
+        // and the time range alone is what an ordered walk falls back on.
+        let wide: Vec<Driver> = estimated
+            .iter()
+            .map(|(driver, _)| *driver)
+            .filter(|driver| !matches!(driver, Driver::Time | Driver::Text))
+            .collect();
+        if wide.len() > 1 || wide.iter().any(|driver| !self.is_ordered(*driver)) {
+            let mut recounted = Vec::with_capacity(wide.len());
+            for driver in wide {
+                recounted.push((driver, self.estimate(conn, driver, CHOICE_CAP)?));
+            }
+            let narrowest = recounted
+                .iter()
+                .filter(|(_, estimate)| *estimate < CHOICE_CAP)
+                .min_by_key(|(_, estimate)| *estimate);
+            if let Some(&(driver, estimate)) = narrowest {
+                self.drive(driver, estimate, CHOICE_CAP);
+                return Ok(());
+            }
+        }
+        let (driver, estimate) = *estimated
+            .iter()
+            .rev()
+            .find(|(driver, _)| self.is_ordered(*driver) && *driver != Driver::Time)
+            .unwrap_or(&estimated[0]);
+        self.drive(driver, estimate, driver.cap());
+        Ok(())
+    }
+
+    /// Reads the rows through `driver`, whose matches were counted up to `cap`.
+    fn drive(&mut self, driver: Driver, estimate: u64, cap: u64) {
+        self.driver = driver;
+        self.driver_estimate = estimate;
+        self.driver_cap = cap;
+    }
+
+    /// The drivers that may read this filter, [`Driver::Time`] first.
+    fn candidates(&self) -> Vec<Driver> {
         let filter = self.filter;
         let mut candidates = vec![Driver::Time];
         if !self.usernames.is_empty() && self.usernames.len() <= MAX_MERGED_USERS {
@@ -412,46 +490,91 @@ impl<'f> Plan<'f> {
         if filter.event_object.is_some() {
             candidates.push(Driver::Object);
         }
-        if filter.comments.is_some() {
+        if let Some(text) = &filter.comments {
             candidates.push(Driver::Comments);
+            if text.chars().count() >= TRIGRAM {
+                candidates.push(Driver::Text);
+            }
         }
-        let mut estimated = Vec::with_capacity(candidates.len());
-        for driver in candidates {
-            estimated.push((driver, self.estimate(conn, driver)?));
-        }
-        let narrowest = estimated
-            .iter()
-            .filter(|(_, estimate)| *estimate < ESTIMATE_CAP)
-            .min_by_key(|(_, estimate)| *estimate);
-        let (driver, estimate) = match narrowest {
-            Some(found) => *found,
-            None => *estimated
-                .iter()
-                .rev()
-                .find(|(driver, _)| self.is_ordered(*driver) && *driver != Driver::Time)
-                .unwrap_or(&estimated[0]),
-        };
-        self.driver = driver;
-        self.driver_estimate = estimate;
-        Ok(())
+        candidates
     }
 
     /// Whether `driver` yields rows already newest first, so that it can stop at a page.
     fn is_ordered(&self, driver: Driver) -> bool {
-        driver != Driver::Object || matches!(self.filter.event_object, Some(Match::Exact(_)))
+        match driver {
+            Driver::Object => matches!(self.filter.event_object, Some(Match::Exact(_))),
+            Driver::Text => false,
+            _ => true,
+        }
+    }
+
+    /// Up to [`TEXT_CAP`] ids of rows whose comments may hold the filter's text, in any
+    /// time: every row holding it is among them. The trigram index is asked for the rows
+    /// holding every rare piece of the text, found by counting, up to [`RARE_PIECE`], the rows
+    /// that hold each; when no piece is rare, every piece. The pieces do not overlap (and the
+    /// last three characters end them): a piece common to many comments costs as much as the
+    /// rows holding it, and those that overlap add little.
+    fn text_lookup(&self, conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+        let text: Vec<char> = self
+            .filter
+            .comments
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .collect();
+        let Some(last) = text.len().checked_sub(TRIGRAM) else {
+            return Ok(Vec::new());
+        };
+        let mut starts: Vec<usize> = (0..=last).step_by(TRIGRAM).collect();
+        if starts.last() != Some(&last) {
+            starts.push(last);
+        }
+        // A quoted string is one term of a full-text query, literal but for its quotes,
+        // doubled; the tokenizer makes the one trigram of it, case folded as the index is.
+        let pieces: Vec<String> = starts
+            .into_iter()
+            .map(|start| {
+                let piece: String = text[start..start + TRIGRAM].iter().collect();
+                format!("\"{}\"", piece.replace('"', "\"\""))
+            })
+            .collect();
+        let mut holders = conn.prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM audit_log_comments
+             WHERE audit_log_comments MATCH ?1 LIMIT ?2)",
+        )?;
+        let mut rare = Vec::new();
+        for piece in &pieces {
+            let held: i64 = holders.query_row((piece, RARE_PIECE as i64), |row| row.get(0))?;
+            if held == 0 {
+                return Ok(Vec::new());
+            }
+            if held.unsigned_abs() < RARE_PIECE {
+                rare.push(piece.as_str());
+            }
+        }
+        let query = if rare.is_empty() {
+            pieces.join(" AND ")
+        } else {
+            rare.join(" AND ")
+        };
+        conn.prepare_cached(
+            "SELECT rowid FROM audit_log_comments WHERE audit_log_comments MATCH ?1 LIMIT ?2",
+        )?
+        .query_map((query, TEXT_CAP as i64), |row| row.get(0))?
+        .collect()
     }
 
     /// Rows `driver`'s condition and the time range let through, counted in its index up to
-    /// [`ESTIMATE_CAP`].
-    fn estimate(&self, conn: &Connection, driver: Driver) -> rusqlite::Result<u64> {
+    /// `cap`.
+    fn estimate(&self, conn: &Connection, driver: Driver, cap: u64) -> rusqlite::Result<u64> {
         if driver == Driver::Users {
             let mut total = 0;
             for username in &self.usernames {
                 let mut sql = Sql::default();
                 sql.bind("username = ?", username.clone());
                 self.push_range(&mut sql);
-                total += capped_count_in(conn, driver.index(), sql, ESTIMATE_CAP - total)?;
-                if total >= ESTIMATE_CAP {
+                total += capped_count_from(conn, &driver.source(), sql, cap - total)?;
+                if total >= cap {
                     break;
                 }
             }
@@ -461,14 +584,14 @@ impl<'f> Plan<'f> {
         sql.push("1");
         self.push_driver_condition(&mut sql, driver);
         self.push_range(&mut sql);
-        capped_count_in(conn, driver.index(), sql, ESTIMATE_CAP)
+        capped_count_from(conn, &driver.source(), sql, cap)
     }
 
     /// The conditions `driver`'s index serves, but the time range (for [`Self::estimate`]).
     fn push_driver_condition(&self, sql: &mut Sql, driver: Driver) {
         let filter = self.filter;
         match driver {
-            Driver::Time | Driver::Users => {}
+            Driver::Time | Driver::Users | Driver::Text => {}
             Driver::Comments => sql.push(" AND comments <> ''"),
             Driver::Event | Driver::EventAndSubEvent | Driver::SubEvent => {
                 if let (Some(event), true) = (&filter.event, driver != Driver::SubEvent) {
@@ -542,11 +665,12 @@ impl<'f> Plan<'f> {
             .collect::<rusqlite::Result<_>>()?;
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let next = if more {
-            rows.last().and_then(Cursor::after)
-        } else {
-            None
-        };
+        // The cursor after the last row, if its time reads (a row edited behind the log's
+        // back may not).
+        let next = more
+            .then(|| rows.last())
+            .flatten()
+            .and_then(|row| Some(Cursor::new(row.created_at.parse().ok()?, row.id)));
         Ok((rows, next))
     }
 
@@ -554,19 +678,16 @@ impl<'f> Plan<'f> {
         let mut sql = Sql::default();
         let branch = |sql: &mut Sql, username: Option<&str>| {
             sql.push(&format!(
-                "SELECT {COLUMNS} FROM audit_log INDEXED BY {} WHERE 1",
-                self.driver.index()
+                "SELECT {COLUMNS} FROM {} WHERE 1",
+                self.driver.source()
             ));
             if let Some(username) = username {
                 sql.bind(" AND username = ?", username.to_owned());
             }
+            self.push_driver_lookup(sql);
             self.push_conditions(sql, username.is_none());
             if let Some(after) = after {
-                let at = tapline_store::utc_text(after.created_at);
-                // The first condition narrows the index range; the second breaks ties.
-                sql.bind(" AND created_at <= ?", at.clone());
-                sql.bind(" AND (created_at < ?", at);
-                sql.bind(" OR id < ?)", after.id);
+                after.push_after(sql, "created_at");
             }
             sql.bind(" ORDER BY created_at DESC, id DESC LIMIT ?", limit as i64);
         };
@@ -595,27 +716,44 @@ impl<'f> Plan<'f> {
             + usize::from(filter.event_object.is_some())
             + usize::from(filter.comments.is_some());
         let served = match self.driver {
-            // The comments' index holds the rows with comments, not those with the text.
-            Driver::Time | Driver::Comments => 0,
+            // The comments' index holds the rows with comments, not those with the text, and
+            // the trigram index a superset of those with it.
+            Driver::Time | Driver::Comments | Driver::Text => 0,
             Driver::EventAndSubEvent => 2,
             _ => 1,
         };
         let only_driver = conditions == served;
-        if self.driver_estimate >= ESTIMATE_CAP {
-            return Ok(only_driver.then_some(Total::MoreThan(ESTIMATE_CAP)));
+        if self.driver_estimate >= self.driver_cap {
+            return Ok(only_driver.then_some(Total::MoreThan(self.driver_cap)));
         }
         if only_driver {
             return Ok(Some(Total::Exact(self.driver_estimate)));
         }
+        if self.driver_estimate >= ESTIMATE_CAP {
+            // Counting would read that many rows.
+            return Ok(None);
+        }
         let mut sql = Sql::default();
         sql.push("1");
+        self.push_driver_lookup(&mut sql);
         self.push_conditions(&mut sql, true);
-        Ok(Some(Total::Exact(capped_count_in(
+        Ok(Some(Total::Exact(capped_count_from(
             conn,
-            self.driver.index(),
+            &self.driver.source(),
             sql,
             ESTIMATE_CAP,
         )?)))
+    }
+
+    /// For [`Driver::Text`], the ids the trigram index named, which the rows are read by.
+    fn push_driver_lookup(&self, sql: &mut Sql) {
+        if self.driver == Driver::Text {
+            // A JSON array of integers, `[1, 2]`: one parameter, whatever the number of ids.
+            sql.bind(
+                " AND id IN (SELECT value FROM json_each(?))",
+                format!("{:?}", self.text_ids),
+            );
+        }
     }
 }
 
@@ -641,16 +779,6 @@ fn escape_like(text: &str) -> String {
         escaped.push(c);
     }
     escaped
-}
-
-/// Rows of `audit_log` matching `condition`, read through `index`, counted up to `cap`.
-fn capped_count_in(
-    conn: &Connection,
-    index: &str,
-    condition: Sql,
-    cap: u64,
-) -> rusqlite::Result<u64> {
-    tapline_store::sql::capped_count(conn, "audit_log", index, condition, cap)
 }
 
 #[cfg(test)]
@@ -933,13 +1061,73 @@ mod tests {
         assert_eq!(unique.len(), hashes.len());
     }
 
-    #[test]
-    fn cursor_tokens_are_two_numbers_or_refused() {
-        let cursor: Cursor = "1763737200000000.42".parse().expect("token");
-        assert_eq!(cursor.to_string(), "1763737200000000.42");
-        for bad in ["", "7", "a.b", "1.0", "1.2' OR '1'='1", "1.2;--"] {
-            assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
+    /// Every id `filter` finds when `driver` reads it, walking pages of `size`.
+    fn ids_through(store: &Store, filter: &Filter, driver: Driver, size: usize) -> Vec<i64> {
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let (rows, next) = store
+                .read(|conn| {
+                    let mut plan = Plan::new(conn, filter)?;
+                    plan.driver = driver;
+                    plan.rows(conn, after.as_ref(), size)
+                })
+                .expect("page");
+            ids.extend(rows.iter().map(|row| row.id));
+            match next {
+                Some(next) => after = Some(next),
+                None => return ids,
+            }
         }
+    }
+
+    /// Whichever index reads a filter, it finds the same rows in the same order: those that
+    /// reading every row finds. And the index chosen is the one meant for the shape.
+    #[test]
+    fn every_driver_finds_the_same_rows() {
+        let (_dir, store) = store();
+        crate::tests::fill_varied(&store);
+        for (filter, _) in crate::tests::varied_shapes() {
+            let expected = crate::tests::reference(&store, &filter);
+            let plan = store.read(|conn| Plan::new(conn, &filter)).expect("plan");
+            for driver in plan.candidates() {
+                // The trigram index's rows are read only when it named them all.
+                if driver == Driver::Text && plan.text_ids.len() as u64 >= TEXT_CAP {
+                    continue;
+                }
+                assert_eq!(
+                    ids_through(&store, &filter, driver, 200),
+                    expected,
+                    "{filter:?} {driver:?}"
+                );
+            }
+        }
+        let chosen = |filter: Filter| {
+            store
+                .read(|conn| Plan::new(conn, &filter).map(|plan| plan.driver))
+                .expect("plan")
+        };
+        let comments = |text: &str| Filter {
+            comments: Some(text.to_owned()),
+            ..Filter::default()
+        };
+        let object = |text: &str| Filter {
+            event_object: Match::parse(text),
+            ..Filter::default()
+        };
+        assert_eq!(chosen(object("S202610*")), Driver::Time);
+        assert_eq!(chosen(object("S202611*")), Driver::Object);
+        let two_wide = Filter {
+            usernames: vec!["Émile".to_owned()],
+            event: Some(crate::events::RECORDINGS.to_owned()),
+            ..Filter::default()
+        };
+        assert_eq!(chosen(two_wide), Driver::Users);
+        assert_eq!(chosen(object("S20261105/*")), Driver::Object);
+        assert_eq!(chosen(comments("matter 1050")), Driver::Text);
+        assert_eq!(chosen(comments("ärger")), Driver::Text);
+        assert_eq!(chosen(comments("er")), Driver::Comments);
+        assert_eq!(chosen(comments("wrong password")), Driver::Comments);
     }
 
     /// Every filter shape, planned with every index the query may choose for it, reads the
@@ -992,23 +1180,7 @@ mod tests {
         let cursor: Cursor = "1763737200000000.3".parse().expect("token");
         for filter in &shapes {
             let mut plan = store.read(|conn| Plan::new(conn, filter)).expect("plan");
-            let mut drivers = vec![Driver::Time];
-            if !filter.usernames.is_empty() {
-                drivers.push(Driver::Users);
-            }
-            match (&filter.event, &filter.sub_event) {
-                (Some(_), Some(_)) => drivers.push(Driver::EventAndSubEvent),
-                (Some(_), None) => drivers.push(Driver::Event),
-                (None, Some(_)) => drivers.push(Driver::SubEvent),
-                (None, None) => {}
-            }
-            if filter.event_object.is_some() {
-                drivers.push(Driver::Object);
-            }
-            if filter.comments.is_some() {
-                drivers.push(Driver::Comments);
-            }
-            for driver in drivers {
+            for driver in plan.candidates() {
                 plan.driver = driver;
                 let sql = plan.page_sql(Some(&cursor), 51);
                 let steps: Vec<String> = store
@@ -1021,9 +1193,19 @@ mod tests {
                     })
                     .expect("explain");
                 let context = format!("{filter:?} {driver:?}: {steps:#?}");
-                for step in steps.iter().filter(|step| step.contains("audit_log")) {
+                for step in steps.iter().filter(|step| step.contains("audit_log ")) {
+                    let read = match driver.index() {
+                        Some(index) => format!("INDEX {index} "),
+                        // Rows by id, the ids from the trigram index.
+                        None => "USING INTEGER PRIMARY KEY (rowid=?)".to_owned(),
+                    };
+                    assert!(step.contains(&read), "{context}");
+                }
+                if driver == Driver::Text {
                     assert!(
-                        step.contains(&format!("INDEX {} ", driver.index())),
+                        steps
+                            .iter()
+                            .any(|step| step.contains("SCAN json_each VIRTUAL TABLE")),
                         "{context}"
                     );
                 }

@@ -19,15 +19,14 @@
 //!
 //! Nothing the user sends is spliced into SQL: filters and the cursor are parsed, then bound.
 
-use std::fmt;
-use std::str::FromStr;
-
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use tapline_store::Store;
 use tapline_store::rusqlite::{self, Connection, OptionalExtension};
-use tapline_store::sql::Sql;
+/// Pages go newest first by answer time, then id.
+pub use tapline_store::sql::Cursor;
+use tapline_store::sql::{BadCursor, Sql};
 
 use crate::day::{DaySpan, iso_utc};
 
@@ -50,6 +49,12 @@ pub enum SearchError {
     BadCursor,
     #[error(transparent)]
     Day(#[from] crate::IndexError),
+}
+
+impl From<BadCursor> for SearchError {
+    fn from(_: BadCursor) -> SearchError {
+        SearchError::BadCursor
+    }
 }
 
 /// An instant range, start included, end excluded.
@@ -160,37 +165,6 @@ pub struct Request<'a> {
     pub page_size: usize,
 }
 
-/// A position in the newest-first order: the last row of a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    answered_at: Timestamp,
-    id: i64,
-}
-
-/// The token form is `<answer time in Unix microseconds>.<row id>`: two integers, parsed as
-/// such, so a token can only ever become two bound numbers.
-impl fmt::Display for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.answered_at.as_microsecond(), self.id)
-    }
-}
-
-impl FromStr for Cursor {
-    type Err = SearchError;
-
-    fn from_str(token: &str) -> Result<Cursor, SearchError> {
-        let (micros, id) = token.split_once('.').ok_or(SearchError::BadCursor)?;
-        let micros: i64 = micros.parse().map_err(|_| SearchError::BadCursor)?;
-        let id: i64 = id.parse().map_err(|_| SearchError::BadCursor)?;
-        let answered_at =
-            Timestamp::from_microsecond(micros).map_err(|_| SearchError::BadCursor)?;
-        if id <= 0 {
-            return Err(SearchError::BadCursor);
-        }
-        Ok(Cursor { answered_at, id })
-    }
-}
-
 /// A call in the result list: what the table shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -260,10 +234,10 @@ pub fn search_in(conn: &Connection, request: &Request<'_>) -> Result<Page, Searc
     }
     let more = found.len() > size;
     found.truncate(size);
-    let next = more.then(|| found.last()).flatten().map(|last| Cursor {
-        answered_at: last.answered_at,
-        id: last.id,
-    });
+    let next = more
+        .then(|| found.last())
+        .flatten()
+        .map(|last| Cursor::new(last.answered_at, last.id));
     let total = plan.total(conn)?;
     Ok(Page {
         rows: found,
@@ -712,11 +686,7 @@ impl Plan {
             }
             self.push_conditions(sql, agent.is_none());
             if let Some(after) = after {
-                let at = iso_utc(after.answered_at);
-                // The first condition narrows the index range; the second breaks ties.
-                sql.bind(" AND answered_at <= ?", at.clone());
-                sql.bind(" AND (answered_at < ?", at);
-                sql.bind(" OR id < ?)", after.id);
+                after.push_after(sql, "answered_at");
             }
             sql.bind(" ORDER BY answered_at DESC, id DESC LIMIT ?", limit as i64);
         };
@@ -1078,26 +1048,6 @@ mod tests {
         assert_eq!(detail.agent_name.as_deref(), Some("Maria Garcia"));
         assert_eq!(detail.case_id.as_deref(), Some("CASE-1"));
         assert!(by_id(&store, ids[1], None).expect("by id").is_some());
-    }
-
-    #[test]
-    fn cursor_tokens_are_two_numbers_or_refused() {
-        let cursor: Cursor = "1763737200000000.42".parse().expect("token");
-        assert_eq!(cursor.id, 42);
-        assert_eq!(cursor.to_string(), "1763737200000000.42");
-        for bad in [
-            "",
-            "42",
-            "1.2.3",
-            "x.1",
-            "1.-5",
-            "1.0",
-            "1' OR 1=1 --.1",
-            "1.1; DROP TABLE recordings",
-            "999999999999999999.1",
-        ] {
-            assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
-        }
     }
 
     #[test]

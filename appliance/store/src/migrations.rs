@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "search",
         sql: include_str!("../migrations/0013_search.sql"),
     },
+    Migration {
+        version: 14,
+        name: "audit_text_search",
+        sql: include_str!("../migrations/0014_audit_text_search.sql"),
+    },
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

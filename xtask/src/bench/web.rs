@@ -74,6 +74,9 @@ pub(super) struct WebLoad {
     recordings: Vec<Load>,
     audit: Vec<Load>,
     sign_in: Vec<Load>,
+    /// `/proc/loadavg`'s three averages when the first run began: the server shares the
+    /// machine, so other work shows in every figure.
+    load_average: String,
 }
 
 pub(super) fn measure() -> anyhow::Result<WebLoad> {
@@ -95,10 +98,16 @@ pub(super) fn measure() -> anyhow::Result<WebLoad> {
 
     let daemon = Daemon::start(&target.join("release/tapline"), &dir)?;
     let cookie = daemon.sign_in()?;
+    let load_average = std::fs::read_to_string("/proc/loadavg")?
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut measured = WebLoad {
         recordings: Vec::new(),
         audit: Vec::new(),
         sign_in: Vec::new(),
+        load_average,
     };
     for run in 1..=RUNS {
         let load = wrk(
@@ -142,9 +151,13 @@ impl WebLoad {
              its HTTPS API; `wrk` in a second process, {CONNECTIONS} connections (one per \
              concurrent user) for {SECONDS} s, each walking {} recordings searches or {} audit \
              log filters; sign-in with {SIGN_IN_CONNECTIONS} connections. Server and wrk share \
-             the machine's cores. Goal: search and filter p99 under {GOAL_P99_MS} ms.\n",
+             the machine's cores. Load average when the runs began: {} (this machine has {} \
+             cores; other work on it shows in every figure). Goal: search and filter p99 under \
+             {GOAL_P99_MS} ms.\n",
             RECORDING_SEARCHES.len(),
             AUDIT_FILTERS.len(),
+            self.load_average,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
         )?;
         writeln!(out, "| | requests/s | p50 | p99 | errors | goal |")?;
         writeln!(out, "|---|---:|---:|---:|---:|---|")?;

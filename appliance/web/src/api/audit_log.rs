@@ -122,7 +122,7 @@ pub(crate) async fn search(state: &WebState, form: AuditFilter) -> Result<AuditP
         let filter = filter(&state, &form)?;
         let after = match form.after.trim() {
             "" => None,
-            token => Some(token.parse()?),
+            token => Some(token.parse().map_err(QueryError::from)?),
         };
         let page = query::search(&state.store, &filter, after, form.size)?;
         let (total, more_than) = match page.total {

@@ -183,7 +183,7 @@ pub(crate) async fn search(
         let tz = tenant_zone(&state)?;
         let after = match form.after.trim() {
             "" => None,
-            token => Some(token.parse::<search::Cursor>()?),
+            token => Some(token.parse::<search::Cursor>().map_err(SearchError::from)?),
         };
         let (filter, allowed) = state.store.read(|conn| {
             let allowed = allowed_agents(conn, &scope)?;
