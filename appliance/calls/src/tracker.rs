@@ -732,7 +732,9 @@ impl Tracker {
                 if let (Some(call), Some(target)) =
                     (self.calls.get_mut(&call_id), message.refer_to())
                 {
-                    call.summary.referred_to = Some(target.uri.to_owned());
+                    // Without its URI headers: an attended transfer's carry the Replaces.
+                    let uri = target.uri.split('?').next().unwrap_or(target.uri);
+                    call.summary.referred_to = Some(uri.to_owned());
                     let blind = target.embedded_replaces().is_none();
                     if let (true, Some(target_user)) = (blind, message::user_part(target.uri)) {
                         let referrer_user = message

@@ -1032,7 +1032,11 @@ impl Recorder {
                     Ok((size, sha)) => (Some(*size as i64), Some(sha.as_str())),
                     Err(_) => (None, None),
                 };
-                let status = if f.written && digest.is_ok() { "complete" } else { "failed" };
+                let status = if f.written && digest.is_ok() {
+                    "complete"
+                } else {
+                    "failed"
+                };
                 let summary = &f.summary;
                 let answered = summary.answered_at.unwrap_or(summary.invited_at);
                 let ended = summary.ended_at.unwrap_or(answered);
@@ -1044,53 +1048,52 @@ impl Recorder {
                         "UPDATE recordings SET status = ?2, ended_at = ?3, duration_ms = ?4,
                              end_reason = ?5, size_bytes = ?6, sha256 = ?7,
                              raw_media_file = ?8, raw_media_packets = ?9
-                         WHERE id = ?1")?
-                         .execute(
-                        rusqlite::params![
-                            f.row,
-                            status,
-                            layout::iso_utc(ended),
-                            ended.saturating_sub(answered).as_millis() as i64,
-                            end_reason,
-                            size,
-                            sha256,
-                            raw_file,
-                            raw_packets,
-                        ],
-                    )?;
-                    continue;
-                }
-                let [caller, callee] = summary.streams;
-                tx.prepare_cached(
-                    "UPDATE recordings SET status = ?2, ended_at = ?3, duration_ms = ?4, end_reason = ?5,
-                         codec = ?6, size_bytes = ?7, sha256 = ?8,
-                         caller_packets = ?9, caller_lost = ?10, caller_jitter_ms = ?11,
-                         callee_packets = ?12, callee_lost = ?13, callee_jitter_ms = ?14,
-                         raw_media_file = ?15, raw_media_packets = ?16,
-                         hold_count = ?17, hold_ms = ?18
-                     WHERE id = ?1")?
-                     .execute(
-                    rusqlite::params![
+                         WHERE id = ?1",
+                    )?
+                    .execute(rusqlite::params![
                         f.row,
                         status,
                         layout::iso_utc(ended),
                         ended.saturating_sub(answered).as_millis() as i64,
                         end_reason,
-                        summary.codecs.iter().flatten().next(),
                         size,
                         sha256,
-                        caller.packets as i64,
-                        caller.lost as i64,
-                        caller.jitter_ms,
-                        callee.packets as i64,
-                        callee.lost as i64,
-                        callee.jitter_ms,
                         raw_file,
                         raw_packets,
-                        summary.holds,
-                        summary.on_hold.as_millis() as i64,
-                    ],
-                )?;
+                    ])?;
+                    continue;
+                }
+                let [caller, callee] = summary.streams;
+                tx.prepare_cached(
+                    "UPDATE recordings SET status = ?2, ended_at = ?3, duration_ms = ?4,
+                         end_reason = ?5, codec = ?6, size_bytes = ?7, sha256 = ?8,
+                         caller_packets = ?9, caller_lost = ?10, caller_jitter_ms = ?11,
+                         callee_packets = ?12, callee_lost = ?13, callee_jitter_ms = ?14,
+                         raw_media_file = ?15, raw_media_packets = ?16,
+                         hold_count = ?17, hold_ms = ?18, referred_to = ?19
+                     WHERE id = ?1",
+                )?
+                .execute(rusqlite::params![
+                    f.row,
+                    status,
+                    layout::iso_utc(ended),
+                    ended.saturating_sub(answered).as_millis() as i64,
+                    end_reason,
+                    summary.codecs.iter().flatten().next(),
+                    size,
+                    sha256,
+                    caller.packets as i64,
+                    caller.lost as i64,
+                    caller.jitter_ms,
+                    callee.packets as i64,
+                    callee.lost as i64,
+                    callee.jitter_ms,
+                    raw_file,
+                    raw_packets,
+                    summary.holds,
+                    summary.on_hold.as_millis() as i64,
+                    summary.referred_to,
+                ])?;
             }
             Ok::<_, rusqlite::Error>(())
         });

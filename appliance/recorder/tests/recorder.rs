@@ -319,8 +319,50 @@ fn an_attended_transfer_links_the_new_leg_to_the_one_it_replaces() {
         None
     );
     assert_eq!(
+        rig.column::<Option<String>>(&customer, "referred_to")
+            .as_deref(),
+        Some("sip:2002@198.51.100.30")
+    );
+    assert_eq!(
         rig.query::<String>("SELECT status FROM recordings"),
         ["complete", "complete", "complete"]
+    );
+}
+
+#[test]
+fn a_blind_transfer_links_the_new_call_to_the_one_that_referred_it() {
+    let mut rig = Rig::new("");
+    // The agent refers the customer to 15550100 (the number call 2 dials), and the customer
+    // calls it at once, naming the referrer.
+    let customer = call(1);
+    let mut transferred = call(2);
+    transferred.invite_headers = vec!["Referred-By: <sip:1001@198.51.100.20>".into()];
+    let at = |ms: u64| T0 + Duration::from_millis(ms);
+    rig.answer(&customer, at(0));
+    rig.frame(
+        at(400),
+        sip(
+            customer.callee,
+            customer.caller,
+            customer.refer("sip:15550100@198.51.100.10", None),
+        ),
+    );
+    rig.bye(&customer, at(500));
+    rig.answer(&transferred, at(600));
+    rig.bye(&transferred, at(1500));
+    rig.feed(Input::Timeout(at(2600)));
+    assert_eq!(
+        rig.column::<Option<String>>(&customer, "referred_to")
+            .as_deref(),
+        Some("sip:15550100@198.51.100.10")
+    );
+    assert_eq!(
+        rig.column::<Option<String>>(&transferred, "parent_transaction_id"),
+        Some(customer.call_id.clone())
+    );
+    assert_eq!(
+        rig.column::<Option<String>>(&transferred, "referred_to"),
+        None
     );
 }
 

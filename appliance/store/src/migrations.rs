@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "audit_text_search",
         sql: include_str!("../migrations/0014_audit_text_search.sql"),
     },
+    Migration {
+        version: 15,
+        name: "transfers",
+        sql: include_str!("../migrations/0015_transfers.sql"),
+    },
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
