@@ -4,7 +4,8 @@
 //! reserved port pair, an RTCP allocation claiming it with the RESERVATION-TOKEN, channels
 //! anywhere in 0x4000-0x7FFF) over UDP, TCP and TLS, with Send indications, with a static
 //! user and with the TURN REST API secret, and with `-T` (RFC 6062 TCP allocations, clients
-//! relaying to each other through Connect, ConnectionAttempt and ConnectionBind). Also: `tapline run` serves TURN and keeps a row
+//! relaying to each other through Connect, ConnectionAttempt and ConnectionBind), over TCP
+//! and over TLS (`-T -S`). Also: `tapline run` serves TURN and keeps a row
 //! per allocation; refused credentials and peers; the TURN REST secret is generated on first
 //! start, kept in the data directory readable by its owner only.
 
@@ -199,8 +200,34 @@ fn uclient_over_tcp_with_channels_and_send_indications() {
 fn uclient_with_tcp_allocations_between_clients() {
     let appliance = Appliance::new(&turn_config("50580-50619", true));
     let (mut daemon, port) = start(&appliance);
+    tcp_allocations_between_clients(&mut daemon, &[], port, "tcp");
+}
+
+/// `turnutils_uclient -T -S`: the same RFC 6062 TCP allocations with every connection to
+/// the relay, control and data, over TLS to `tls_listen`.
+#[test]
+fn uclient_with_tcp_allocations_over_tls() {
+    let mut config = turn_config("50620-50659", true);
+    config += "tls_listen = \"127.0.0.1:0\"\n";
+    let appliance = Appliance::new(&config);
+    let (mut daemon, _) = start(&appliance);
+    let endpoint = daemon.wait_for_stdout("listening: turn turns:", Duration::from_secs(30));
+    let tls: std::net::SocketAddr = endpoint.trim().parse().unwrap();
+    tcp_allocations_between_clients(&mut daemon, &["-S"], tls.port(), "tls");
+}
+
+/// Runs `turnutils_uclient -T` with `extra` flags against `port`, asserts that every
+/// message came back over `transport` connections, stops the relay and asserts that the
+/// piped bytes are counted in the allocations' summaries.
+fn tcp_allocations_between_clients(
+    daemon: &mut Daemon,
+    extra: &[&str],
+    port: u16,
+    transport: &str,
+) {
     let mut flags = static_user();
     flags.extend(["-T", "-m", "2"]);
+    flags.extend(extra);
     let out = peer("turnutils_uclient", "coturn")
         .args(&flags)
         .args(["-n", "50", "-p", &port.to_string(), "127.0.0.1"])
@@ -218,7 +245,7 @@ fn uclient_with_tcp_allocations_between_clients() {
     assert_eq!(lost, 0, "packets were lost:\n{report}");
     eprintln!("uclient {flags:?}: sent {sent}, received {received}, lost {lost}");
     let log = daemon.stderr();
-    assert!(log.contains("transport=\"tcp\""), "{log}");
+    assert!(log.contains(&format!("transport=\"{transport}\"")), "{log}");
     daemon.stop(rustix::process::Signal::TERM);
     // The piped bytes are counted in each allocation's summary.
     let log = daemon.stderr();

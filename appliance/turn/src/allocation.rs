@@ -1,7 +1,6 @@
 //! One allocation's state: its relayed addresses, permissions, channel bindings, bandwidth
 //! budget and the counts that become its [`Summary`].
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,12 @@ pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 pub const CHANNEL_QUARANTINE: Duration = Duration::from_secs(300);
 /// The peers kept for an allocation's summary; more are counted, not listed.
 const MAX_LISTED_PEERS: usize = 64;
+
+/// The maps looked up for every relayed datagram. foldhash, seeded per map from the
+/// process's random state, hashes an address several times faster than the standard
+/// library's SipHash; the maps are capped (allocations, permissions and channels per
+/// allocation), which bounds what crafted collisions could cost.
+pub(crate) type FastMap<K, V> = foldhash::HashMap<K, V>;
 
 /// Names an allocation in actions and events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -173,9 +178,9 @@ pub(crate) struct Allocation {
     /// by Send or channels.
     pub(crate) tcp: bool,
     pub(crate) expires: Instant,
-    pub(crate) permissions: HashMap<IpAddr, Instant>,
-    pub(crate) channels: HashMap<u16, ChannelBinding>,
-    pub(crate) channel_of_peer: HashMap<SocketAddr, u16>,
+    pub(crate) permissions: FastMap<IpAddr, Instant>,
+    pub(crate) channels: FastMap<u16, ChannelBinding>,
+    pub(crate) channel_of_peer: FastMap<SocketAddr, u16>,
     /// The Allocate request's transaction ID and the success reply, to answer a
     /// retransmission with the same bytes instead of 437 (RFC 8656 §7.2).
     pub(crate) allocate_reply: (TransactionId, Vec<u8>),

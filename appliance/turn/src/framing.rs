@@ -149,9 +149,17 @@ impl<'a> ChannelData<'a> {
     /// Writes ChannelData; over TCP the frame is padded to a multiple of 4 bytes. `data` longer
     /// than 65,535 bytes is cut: the server never passes more (it drops larger peer data).
     pub fn encode(channel: u16, data: &[u8], pad: bool) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(4 + data.len() + 3);
+        ChannelData::encode_into(channel, data, pad, &mut bytes);
+        bytes
+    }
+
+    /// [`ChannelData::encode`] into `bytes`, which is cleared first, so that a buffer can
+    /// carry one message after another without being allocated again.
+    pub fn encode_into(channel: u16, data: &[u8], pad: bool, bytes: &mut Vec<u8>) {
         let length = u16::try_from(data.len()).unwrap_or(u16::MAX);
         let data = &data[..usize::from(length)];
-        let mut bytes = Vec::with_capacity(4 + data.len() + 3);
+        bytes.clear();
         bytes.extend_from_slice(&channel.to_be_bytes());
         bytes.extend_from_slice(&length.to_be_bytes());
         bytes.extend_from_slice(data);
@@ -159,7 +167,6 @@ impl<'a> ChannelData<'a> {
             let padded = bytes.len().next_multiple_of(4);
             bytes.resize(padded, 0);
         }
-        bytes
     }
 }
 

@@ -13,12 +13,13 @@
 //!     }
 //!     while let Some(action) = server.poll_action() {
 //!         match action {
-//!             Transmit { tuple, bytes }            => send on tuple's listener or connection,
+//!             Transmit { tuple, bytes }            => send on tuple's listener or connection
+//!                                                     (then, optionally, server.recycle(bytes)),
 //!             OpenRelay { allocation, relayed }    => bind relayed (on failure:
 //!                                                     server.handle_relay_failed(now, allocation)),
 //!             OpenTcpRelay { allocation, relayed } => listen on relayed (RFC 6062); each peer
 //!                                                     that connects: handle_peer_connection,
-//!             RelayTo { relayed, peer, bytes, .. } => send from relayed to peer,
+//!             RelayTo { relayed, peer, bytes, .. } => send from relayed to peer (and recycle),
 //!             ConnectPeer { connection, .. }       => dial the peer from relayed, then
 //!                                                     handle_peer_connected or _connect_failed,
 //!             BindData { connection, tuple }       => pipe tuple's connection and the peer's,
@@ -40,8 +41,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::allocation::{
-    Allocation, AllocationId, CHANNEL_LIFETIME, ChannelBinding, EndReason, FiveTuple, Summary,
-    TokenBucket,
+    Allocation, AllocationId, CHANNEL_LIFETIME, ChannelBinding, EndReason, FastMap, FiveTuple,
+    Summary, TokenBucket,
 };
 use crate::auth::{self, ChallengeLimiter, Credentials, Lookup, NonceCheck, NonceIssuer};
 use crate::entropy::Entropy;
@@ -85,6 +86,12 @@ pub const MAX_RELAYED_DATA: usize = 0xFFFF - 64;
 /// How long a port kept by EVEN-PORT's R bit waits for the Allocate that names its
 /// RESERVATION-TOKEN (RFC 8656 §7.2: about 30 seconds).
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Buffers handed back by [`Server::recycle`] kept for the next relayed datagrams: enough for
+/// the datagrams of a busy moment, each no larger than [`SPARE_BUFFER_BYTES`], so the pool
+/// never holds more than a few MiB.
+const SPARE_BUFFERS: usize = 256;
+const SPARE_BUFFER_BYTES: usize = 2048;
 
 /// A per-allocation bandwidth limit, applied to each direction separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,8 +278,8 @@ pub struct Server {
     started: Instant,
     /// A moment and the Unix time then, for REST usernames' expiry.
     wall_clock: (Instant, u64),
-    allocations: HashMap<AllocationId, Allocation>,
-    by_tuple: HashMap<FiveTuple, AllocationId>,
+    allocations: FastMap<AllocationId, Allocation>,
+    by_tuple: FastMap<FiveTuple, AllocationId>,
     per_user: HashMap<String, usize>,
     /// Ports kept by EVEN-PORT's R bit, by RESERVATION-TOKEN. At most one per allocation
     /// made in the last [`RESERVATION_LIFETIME`], and never more than `max_allocations`.
@@ -283,13 +290,15 @@ pub struct Server {
     /// RFC 6062 peer connections, by CONNECTION-ID.
     connections: HashMap<ConnectionId, tcp::PeerConnection>,
     /// Client data connections bound to a peer connection.
-    data_connections: HashMap<FiveTuple, ConnectionId>,
+    data_connections: FastMap<FiveTuple, ConnectionId>,
     /// Unbound connections in the order their bind time runs out (all get the same).
     connection_expiry: VecDeque<(Instant, ConnectionId)>,
     timers: BinaryHeap<Reverse<(Instant, AllocationId)>>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// Buffers of relayed datagrams the shell has sent and given back.
+    spare: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -329,19 +338,20 @@ impl Server {
             entropy,
             started: now,
             wall_clock: (now, unix_now),
-            allocations: HashMap::new(),
-            by_tuple: HashMap::new(),
+            allocations: FastMap::default(),
+            by_tuple: FastMap::default(),
             per_user: HashMap::new(),
             reservations: HashMap::new(),
             reservation_expiry: VecDeque::new(),
             next_id: 1,
             connections: HashMap::new(),
-            data_connections: HashMap::new(),
+            data_connections: FastMap::default(),
             connection_expiry: VecDeque::new(),
             timers: BinaryHeap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -397,7 +407,11 @@ impl Server {
         self.stats.from_peers_packets += 1;
         let tuple = alloc.tuple;
         let frame = match alloc.active_channel_to(peer, now) {
-            Some(channel) => ChannelData::encode(channel, bytes, tuple.transport.is_stream()),
+            Some(channel) => {
+                let mut frame = self.spare.pop().unwrap_or_default();
+                ChannelData::encode_into(channel, bytes, tuple.transport.is_stream(), &mut frame);
+                frame
+            }
             None => {
                 let mut transaction_id = [0u8; 12];
                 self.entropy.fill(&mut transaction_id);
@@ -482,6 +496,15 @@ impl Server {
 
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// Gives back the bytes of a [`Action::Transmit`] or [`Action::RelayTo`] once sent, so
+    /// that relayed datagrams reuse buffers instead of allocating one each. Optional: a
+    /// shell that drops them instead only allocates more.
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && bytes.capacity() <= SPARE_BUFFER_BYTES {
+            self.spare.push(bytes);
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -897,11 +920,14 @@ impl Server {
         alloc.to_peers.packets += 1;
         self.stats.to_peers_bytes += data.len() as u64;
         self.stats.to_peers_packets += 1;
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        bytes.clear();
+        bytes.extend_from_slice(data);
         self.actions.push_back(Action::RelayTo {
             allocation: alloc.id,
             relayed,
             peer,
-            bytes: data.to_vec(),
+            bytes,
         });
     }
 

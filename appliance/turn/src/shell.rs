@@ -1,13 +1,23 @@
 //! The network shell around [`Server`]: real sockets, the clock and the operating system's
 //! randomness.
 //!
-//! One task owns the server, the UDP listening socket and the TCP and TLS listeners (on the
-//! same `listen` port, and on `tls_listen`). Each allocation's relayed socket has a reader
-//! task of its own that passes what peers send back to the owner over a bounded channel;
-//! when the owner falls behind, peer datagrams are dropped and counted rather than queued
-//! without bound. Each TCP or TLS client has a task of its own too ([`stream`]), capped at
-//! [`MAX_STREAM_CLIENTS`]. Everything the server asks for (replies, relayed sends, opening
-//! and closing relayed sockets) happens on the owner task, so the core is never shared.
+//! The datagram path runs on a thread of its own ([`tokio::task::spawn_blocking`]), the
+//! owner: it holds the server, the UDP listening socket and every allocation's relayed UDP
+//! socket, all in one epoll set, and sleeps in `epoll_wait` until one of them is readable or
+//! the server's next deadline. Each wakeup reads what is waiting on the ready sockets (up to
+//! a batch from the listening socket, one datagram from each ready relayed socket; the epoll
+//! set is level-triggered, so what is left is read at the next wakeup and no socket starves
+//! the others), hands it to the server with one reading of the clock, sends what the server
+//! asks at once to peers and, batched with `sendmmsg`, to clients, and gives the buffers
+//! back to the server for the next datagrams. A relayed datagram thus costs its receive,
+//! its send and a share of one `epoll_wait`: no task wakeup, channel, lock or allocation.
+//!
+//! TCP and TLS stay on the async runtime: the listeners' accept loops, a task per client
+//! connection ([`stream`], capped at [`MAX_STREAM_CLIENTS`]) and RFC 6062's TCP allocations
+//! ([`tcp`]). They reach the owner through bounded channels that wake it by an eventfd in
+//! its epoll set ([`inbox`]); the owner answers through the connections' own queues, and
+//! starts their tasks on the runtime. Everything the server asks for happens on the owner,
+//! so the core is never shared.
 //!
 //! Relayed sockets are bound on the relay address, which is also the address clients are
 //! told: `relay_address` when configured, otherwise the listening address, otherwise (when
@@ -19,20 +29,22 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rustix::event::epoll;
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags, SocketAddrAny, sendmmsg};
 use tapline_runtime::{BoxError, CancellationToken, ServiceContext};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
-use crate::allocation::{AllocationId, FiveTuple, Summary, Transport};
+use crate::allocation::{AllocationId, FastMap, FiveTuple, Summary, Transport};
 use crate::auth::{Credentials, StaticUser};
 use crate::entropy::Entropy;
 use crate::framing;
@@ -40,31 +52,44 @@ use crate::policy::{Network, PeerPolicy};
 use crate::ports::PortPool;
 use crate::server::{Action, ConnectionId, Event, Server, ServerConfig, Stats};
 
+mod inbox;
 mod metrics;
 mod stream;
 mod tcp;
 
+use inbox::{Inbox, Waker};
 pub use metrics::Metrics;
 /// The TLS library the relay speaks through, for callers building its `ServerConfig`.
 pub use rustls;
 use stream::{Outgoing, StreamEvent};
 use tcp::{Pipe, PipeCounters, PipeStart, TcpEvent, TcpRelay};
 
-/// Peer datagrams waiting for the owner task; more are dropped and counted.
-const PEER_QUEUE: usize = 1024;
 /// How often the server is told the Unix time again (REST usernames expire by it) and the
 /// metrics catch up with its counts.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 /// TCP and TLS client connections at once; more are closed as they are accepted.
 pub const MAX_STREAM_CLIENTS: usize = 1024;
-/// Frames from stream clients waiting for the owner task; their readers wait when it is full.
+/// Frames from stream clients waiting for the owner; their readers wait when it is full.
 const STREAM_QUEUE: usize = 1024;
 /// Ended allocations waiting for the summary writer; more are dropped and counted.
 pub const RECORD_QUEUE: usize = 4096;
-/// Peer connections accepted or dialled waiting for the owner task.
+/// Peer connections accepted or dialled waiting for the owner.
 const TCP_EVENT_QUEUE: usize = 256;
+/// Accepted TCP and TLS clients waiting for the owner; the accept loops wait when it is full.
+const ACCEPT_QUEUE: usize = 64;
 /// The largest UDP payload.
 const DATAGRAM_MAX: usize = 65_535;
+/// Ready sockets taken from one `epoll_wait`.
+const EPOLL_EVENTS: usize = 256;
+/// Datagrams read from the listening socket before the others get their turn; what is left
+/// is read at the next wakeup (the epoll set is level-triggered).
+const READ_BATCH: usize = 64;
+/// Datagrams to clients given to one `sendmmsg`.
+const SEND_BATCH: usize = 32;
+/// Tokens of the epoll set besides relayed sockets, whose token is their allocation's number
+/// (counted up from 1, so never one of these).
+const LISTEN_TOKEN: u64 = u64::MAX;
+const WAKE_TOKEN: u64 = u64::MAX - 1;
 
 /// What the shell needs from configuration. The daemon builds it from its `[turn]` section.
 #[derive(Clone)]
@@ -231,36 +256,15 @@ pub fn relay_ip(listen: IpAddr, configured: Option<IpAddr>) -> io::Result<IpAddr
     Ok(socket.local_addr()?.ip())
 }
 
-/// A datagram a peer sent to an allocation's relayed socket.
-struct PeerDatagram {
-    allocation: AllocationId,
-    peer: SocketAddr,
-    bytes: Vec<u8>,
-}
-
-/// An open relayed socket and the task reading it.
-struct Relay {
-    socket: Arc<UdpSocket>,
-    reader: JoinHandle<()>,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-/// Counts of what the shell itself dropped.
+/// Counts of what the shell itself dropped, until the next tick reports them.
 #[derive(Debug, Default)]
 struct Drops {
-    /// Peer datagrams dropped because the owner task's queue was full.
-    peer_queue_full: AtomicU64,
     /// Sends that would have blocked or failed.
-    send_failed: AtomicU64,
+    send_failed: u64,
     /// Frames for a stream client whose outgoing queue was full.
-    stream_queue_full: AtomicU64,
+    stream_queue_full: u64,
     /// Summaries not recorded because the writer fell behind.
-    records_lost: AtomicU64,
+    records_lost: u64,
 }
 
 /// A TCP or TLS client connection: the queue to its writer.
@@ -277,25 +281,75 @@ struct Listeners {
     tls: Option<(TcpListener, SocketAddr, tokio_rustls::TlsAcceptor)>,
 }
 
-/// Everything the owner task keeps besides the server.
+/// A TCP or TLS client accepted, before its handshake.
+struct Accepted {
+    tuple: FiveTuple,
+    stream: TcpStream,
+    /// Set for TLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// What the owner reads from the async side when its eventfd fires.
+struct Inputs {
+    waker: Arc<Waker>,
+    streams: mpsc::Receiver<StreamEvent>,
+    tcp: mpsc::Receiver<TcpEvent>,
+    accepted: mpsc::Receiver<Accepted>,
+}
+
+/// Datagrams for UDP clients, sent together at the end of a wakeup.
+#[derive(Default)]
+struct ClientBatch {
+    to: Vec<SocketAddrAny>,
+    bytes: Vec<Vec<u8>>,
+}
+
+/// Everything the owner keeps besides the server.
 struct Owner {
-    relays: HashMap<AllocationId, Relay>,
+    epoll: OwnedFd,
+    udp: UdpSocket,
+    udp_local: SocketAddr,
+    relays: FastMap<AllocationId, UdpSocket>,
+    to_clients: ClientBatch,
     tcp_relays: HashMap<AllocationId, TcpRelay>,
     /// RFC 6062 peer connections waiting for their ConnectionBind.
-    peer_connections: HashMap<ConnectionId, tokio::net::TcpStream>,
+    peer_connections: HashMap<ConnectionId, TcpStream>,
     pipes: HashMap<ConnectionId, Pipe>,
-    tcp_tx: mpsc::Sender<TcpEvent>,
+    tcp_tx: Inbox<TcpEvent>,
     streams: HashMap<FiveTuple, StreamClient>,
-    peer_tx: mpsc::Sender<PeerDatagram>,
-    failed_tx: mpsc::UnboundedSender<AllocationId>,
-    stream_tx: mpsc::Sender<StreamEvent>,
-    drops: Arc<Drops>,
+    stream_tx: Inbox<StreamEvent>,
+    drops: Drops,
     metrics: Metrics,
     records: Option<mpsc::Sender<AllocationRecord>>,
     /// A moment on both clocks, to put summaries on the wall clock.
     epoch: (Instant, SystemTime),
     seen: Stats,
+    /// Cancelled when the relay is to stop, and by the owner when it has stopped: stream
+    /// and TCP tasks end with it.
     shutdown: CancellationToken,
+}
+
+/// Aborts a task when dropped, so that no accept loop or watcher outlives the relay.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Stops the owner when dropped: `run` returning, or its future being dropped by the
+/// supervisor, always ends the thread too.
+struct StopOwner {
+    shutdown: CancellationToken,
+    waker: Arc<Waker>,
+}
+
+impl Drop for StopOwner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.waker.wake();
+    }
 }
 
 /// Runs the relay until `ctx` says to stop.
@@ -308,7 +362,7 @@ pub async fn run(ctx: ServiceContext, config: ShellConfig) -> Result<(), BoxErro
     }
     let relay = relay_ip(config.listen.ip(), config.relay_address)?;
     // Fails now, with the reason, when the relay address is not one of this machine's.
-    std::net::UdpSocket::bind((relay, 0)).map_err(|err| {
+    UdpSocket::bind((relay, 0)).map_err(|err| {
         io::Error::new(
             err.kind(),
             format!("cannot relay from {relay} (turn.relay_address): {err}"),
@@ -340,14 +394,29 @@ pub async fn run(ctx: ServiceContext, config: ShellConfig) -> Result<(), BoxErro
         rest_secrets: config.rest_secrets.clone(),
         static_users: config.static_users.clone(),
     };
-    let mut server = Server::new(
+    let server = Server::new(
         server_config,
         credentials,
         Box::new(ports),
         Box::new(entropy),
-        Instant::now().into_std(),
+        Instant::now(),
         unix_now(),
     );
+
+    let waker = Arc::new(Waker::new()?);
+    let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    epoll::add(
+        &epoll,
+        &listeners.udp,
+        epoll::EventData::new_u64(LISTEN_TOKEN),
+        epoll::EventFlags::IN,
+    )?;
+    epoll::add(
+        &epoll,
+        waker.fd(),
+        epoll::EventData::new_u64(WAKE_TOKEN),
+        epoll::EventFlags::IN,
+    )?;
 
     let mut endpoints = vec![format!("turn:{}", listeners.udp_local)];
     if let Some((_, local, _)) = &listeners.tls {
@@ -362,131 +431,113 @@ pub async fn run(ctx: ServiceContext, config: ShellConfig) -> Result<(), BoxErro
         "turn relay listening"
     );
 
-    let (peer_tx, mut peer_rx) = mpsc::channel::<PeerDatagram>(PEER_QUEUE);
-    // At most one failure per allocation, so this cannot grow beyond the allocation cap.
-    let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<AllocationId>();
-    let (stream_tx, mut stream_rx) = mpsc::channel::<StreamEvent>(STREAM_QUEUE);
-    let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(TCP_EVENT_QUEUE);
-    let mut owner = Owner {
-        relays: HashMap::new(),
+    let (stream_tx, stream_rx) = Inbox::channel(STREAM_QUEUE, &waker);
+    let (tcp_tx, tcp_rx) = Inbox::channel(TCP_EVENT_QUEUE, &waker);
+    let (accepted_tx, accepted_rx) = Inbox::channel(ACCEPT_QUEUE, &waker);
+    let shutdown = ctx.shutdown().child_token();
+    let _stop = StopOwner {
+        shutdown: shutdown.clone(),
+        waker: waker.clone(),
+    };
+    let Listeners {
+        udp,
+        udp_local,
+        tcp,
+        tcp_local,
+        tls,
+    } = listeners;
+    // The owner sleeps in epoll_wait, not on the token: wake it when the relay is to stop.
+    let stopping = shutdown.clone();
+    let stop_waker = waker.clone();
+    let mut tasks = vec![AbortOnDrop(tokio::spawn(async move {
+        stopping.cancelled().await;
+        stop_waker.wake();
+    }))];
+    tasks.push(AbortOnDrop(tokio::spawn(accept_clients(
+        tcp,
+        tcp_local,
+        None,
+        accepted_tx.clone(),
+    ))));
+    if let Some((listener, local, acceptor)) = tls {
+        tasks.push(AbortOnDrop(tokio::spawn(accept_clients(
+            listener,
+            local,
+            Some(acceptor),
+            accepted_tx,
+        ))));
+    }
+    let owner = Owner {
+        epoll,
+        udp,
+        udp_local,
+        relays: FastMap::default(),
+        to_clients: ClientBatch::default(),
         tcp_relays: HashMap::new(),
         peer_connections: HashMap::new(),
         pipes: HashMap::new(),
         tcp_tx,
         streams: HashMap::new(),
-        peer_tx,
-        failed_tx,
         stream_tx,
-        drops: Arc::new(Drops::default()),
+        drops: Drops::default(),
         metrics: config.metrics.clone(),
         records: config.records.clone(),
         epoch: (Instant::now(), SystemTime::now()),
         seen: Stats::default(),
-        shutdown: ctx.shutdown().child_token(),
+        shutdown,
     };
-    let mut buf = vec![0u8; DATAGRAM_MAX];
-    let mut tick = tokio::time::interval(TICK_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let tls = listeners.tls.as_ref();
+    let inputs = Inputs {
+        waker,
+        streams: stream_rx,
+        tcp: tcp_rx,
+        accepted: accepted_rx,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        // The owner starts stream and TCP tasks on the runtime.
+        let _runtime = runtime.enter();
+        owner.serve(server, inputs)
+    })
+    .await??;
+    drop(tasks);
+    Ok(())
+}
 
+/// Accepts TCP or TLS clients on `listener` and hands them to the owner.
+async fn accept_clients(
+    listener: TcpListener,
+    local: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    owner: Inbox<Accepted>,
+) {
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
     loop {
-        let deadline = server.poll_timeout();
-        tokio::select! {
-            () = ctx.shutdown().cancelled() => break,
-            received = listeners.udp.recv_from(&mut buf) => match received {
-                Ok((len, client)) => {
-                    let tuple = FiveTuple {
-                        client,
-                        server: listeners.udp_local,
-                        transport: Transport::Udp,
-                    };
-                    server.handle_client(Instant::now().into_std(), tuple, &buf[..len]);
-                }
-                // Errors on an unconnected UDP socket concern one datagram, not the socket.
-                Err(err) => tracing::debug!(error = %err, "turn: receive failed"),
-            },
-            Some(datagram) = peer_rx.recv() => {
-                server.handle_peer_data(
-                    Instant::now().into_std(),
-                    datagram.allocation,
-                    datagram.peer,
-                    &datagram.bytes,
-                );
-            }
-            Some(event) = stream_rx.recv() => match event {
-                StreamEvent::Frames { tuple, bytes } => {
-                    owner.report_pipe_bytes(&mut server);
-                    let now = Instant::now().into_std();
-                    for frame in framing::frames(&bytes) {
-                        server.handle_client(now, tuple, frame);
-                    }
-                }
-                StreamEvent::Closed { tuple } => {
-                    owner.report_pipe_bytes(&mut server);
-                    owner.streams.remove(&tuple);
-                    owner.metrics.set_stream_clients(owner.streams.len());
-                    server.handle_connection_closed(Instant::now().into_std(), tuple);
-                }
-            },
-            accepted = listeners.tcp.accept() => match accepted {
-                Ok((stream, client)) => {
-                    let tuple = FiveTuple {
-                        client,
-                        server: listeners.tcp_local,
-                        transport: Transport::Tcp,
-                    };
-                    owner.accept(tuple, async move { Ok::<_, io::Error>(stream) });
-                }
-                Err(err) => tracing::debug!(error = %err, "turn: TCP accept failed"),
-            },
-            accepted = accept_tls(tls) => match accepted {
-                Ok((stream, client, local, acceptor)) => {
-                    let tuple = FiveTuple { client, server: local, transport: Transport::Tls };
-                    owner.accept(tuple, handshake(acceptor, stream));
-                }
-                Err(err) => tracing::debug!(error = %err, "turn: TLS accept failed"),
-            },
-            Some(allocation) = failed_rx.recv() => {
-                if owner.relays.remove(&allocation).is_some() {
-                    server.handle_relay_failed(Instant::now().into_std(), allocation);
+        match listener.accept().await {
+            Ok((stream, client)) => {
+                let tuple = FiveTuple {
+                    client,
+                    server: local,
+                    transport,
+                };
+                let accepted = Accepted {
+                    tuple,
+                    stream,
+                    tls: tls.clone(),
+                };
+                if owner.send(accepted).await.is_err() {
+                    return;
                 }
             }
-            Some(event) = tcp_rx.recv() => owner.peer_connection(&mut server, event),
-            () = sleep_until(deadline) => {
-                owner.report_pipe_bytes(&mut server);
-                server.handle_timeout(Instant::now().into_std());
-            }
-            _ = tick.tick() => {
-                owner.report_pipe_bytes(&mut server);
-                server.handle_wall_clock(Instant::now().into_std(), unix_now());
-                owner.sync_metrics(&server);
+            Err(err) => {
+                tracing::debug!(error = %err, "turn: {} accept failed", transport.name());
+                tokio::time::sleep(tcp::ACCEPT_RETRY_AFTER).await;
             }
         }
-        owner.perform(&mut server, &listeners.udp);
     }
-
-    owner.shutdown.cancel();
-    owner.report_pipe_bytes(&mut server);
-    server.finish(Instant::now().into_std());
-    owner.perform(&mut server, &listeners.udp);
-    owner.sync_metrics(&server);
-    owner.relays.clear();
-    owner.tcp_relays.clear();
-    owner.pipes.clear();
-    let stats = server.stats();
-    let drops = &owner.drops;
-    tracing::info!(
-        binding_requests = stats.binding_requests,
-        turn_requests = stats.turn_requests,
-        dropped = stats.dropped,
-        malformed = stats.malformed,
-        peer_queue_full = drops.peer_queue_full.load(Ordering::Relaxed),
-        send_failed = drops.send_failed.load(Ordering::Relaxed),
-        stream_queue_full = drops.stream_queue_full.load(Ordering::Relaxed),
-        records_lost = drops.records_lost.load(Ordering::Relaxed),
-        "turn relay stopped"
-    );
-    Ok(())
 }
 
 /// How much the kernel may queue for the listening UDP socket while the relay is off the CPU.
@@ -513,7 +564,8 @@ fn enlarge_receive_buffer(socket: &UdpSocket) {
 async fn bind_listeners(config: &ShellConfig) -> io::Result<Listeners> {
     let mut attempts = 0;
     let (udp, tcp) = loop {
-        let udp = UdpSocket::bind(config.listen).await?;
+        let udp = UdpSocket::bind(config.listen)?;
+        udp.set_nonblocking(true)?;
         enlarge_receive_buffer(&udp);
         let udp_local = udp.local_addr()?;
         match TcpListener::bind(udp_local).await {
@@ -553,21 +605,6 @@ async fn bind_listeners(config: &ShellConfig) -> io::Result<Listeners> {
     })
 }
 
-type TlsAccepted = (TcpStream, SocketAddr, SocketAddr, tokio_rustls::TlsAcceptor);
-
-/// The next TLS client, or never when TLS is off.
-async fn accept_tls(
-    tls: Option<&(TcpListener, SocketAddr, tokio_rustls::TlsAcceptor)>,
-) -> io::Result<TlsAccepted> {
-    match tls {
-        Some((listener, local, acceptor)) => {
-            let (stream, client) = listener.accept().await?;
-            Ok((stream, client, *local, acceptor.clone()))
-        }
-        None => std::future::pending().await,
-    }
-}
-
 async fn handshake(
     acceptor: tokio_rustls::TlsAcceptor,
     stream: TcpStream,
@@ -577,15 +614,184 @@ async fn handshake(
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake took too long"))?
 }
 
-/// Sleeps until `deadline`, or forever when there is none.
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(Instant::from_std(deadline)).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Owner {
+    /// The owner's loop, until the relay is to stop; then every allocation ends.
+    fn serve(mut self, mut server: Server, mut inputs: Inputs) -> Result<(), BoxError> {
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(EPOLL_EVENTS);
+        let mut buf = vec![0u8; DATAGRAM_MAX];
+        let mut next_tick = Instant::now() + TICK_EVERY;
+        while !self.shutdown.is_cancelled() {
+            let due = server
+                .poll_timeout()
+                .map_or(next_tick, |deadline| deadline.min(next_tick));
+            let wait =
+                rustix::event::Timespec::try_from(due.saturating_duration_since(Instant::now()))
+                    .unwrap_or(rustix::event::Timespec {
+                        tv_sec: 1,
+                        tv_nsec: 0,
+                    });
+            events.clear();
+            match epoll::wait(
+                &self.epoll,
+                rustix::buffer::spare_capacity(&mut events),
+                Some(&wait),
+            ) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(err) => return Err(io::Error::from(err).into()),
+            }
+            let now = Instant::now();
+            for event in &events {
+                match event.data.u64() {
+                    LISTEN_TOKEN => self.read_clients(&mut server, now, &mut buf),
+                    WAKE_TOKEN => self.read_inputs(&mut server, &mut inputs),
+                    id => self.read_peer(&mut server, now, AllocationId(id), &mut buf),
+                }
+                self.perform(&mut server);
+            }
+            if server
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= now)
+            {
+                self.report_pipe_bytes(&mut server);
+                server.handle_timeout(now);
+            }
+            if now >= next_tick {
+                next_tick = now + TICK_EVERY;
+                self.report_pipe_bytes(&mut server);
+                server.handle_wall_clock(now, unix_now());
+                self.sync_metrics(&server);
+            }
+            self.perform(&mut server);
+            self.flush_to_clients(&mut server);
+        }
+
+        self.shutdown.cancel();
+        self.report_pipe_bytes(&mut server);
+        server.finish(Instant::now());
+        self.perform(&mut server);
+        self.flush_to_clients(&mut server);
+        self.sync_metrics(&server);
+        self.relays.clear();
+        self.tcp_relays.clear();
+        self.pipes.clear();
+        let stats = server.stats();
+        tracing::info!(
+            binding_requests = stats.binding_requests,
+            turn_requests = stats.turn_requests,
+            dropped = stats.dropped,
+            malformed = stats.malformed,
+            "turn relay stopped"
+        );
+        Ok(())
+    }
+
+    /// Datagrams from clients on the listening socket.
+    fn read_clients(&mut self, server: &mut Server, now: Instant, buf: &mut [u8]) {
+        for _ in 0..READ_BATCH {
+            match receive(&self.udp, buf) {
+                Ok(Some((len, client))) => {
+                    let tuple = FiveTuple {
+                        client,
+                        server: self.udp_local,
+                        transport: Transport::Udp,
+                    };
+                    server.handle_client(now, tuple, &buf[..len]);
+                }
+                Ok(None) => {}
+                Err(Errno::AGAIN) => return,
+                // Errors on an unconnected UDP socket concern one datagram, not the socket.
+                Err(err) => tracing::debug!(error = %err, "turn: receive failed"),
+            }
+        }
+    }
+
+    /// A datagram from a peer on an allocation's relayed socket. One per wakeup: a peer
+    /// rarely has more than one waiting, so trying for a second would mostly cost a system
+    /// call that finds nothing; whatever is left keeps the socket ready for the next wakeup
+    /// (the epoll set is level-triggered).
+    fn read_peer(&mut self, server: &mut Server, now: Instant, id: AllocationId, buf: &mut [u8]) {
+        // Gone already when its allocation ended earlier in this wakeup.
+        let Some(socket) = self.relays.get(&id) else {
+            return;
+        };
+        match receive(socket, buf) {
+            Ok(Some((len, peer))) => server.handle_peer_data(now, id, peer, &buf[..len]),
+            // ICMP errors for earlier sends show up here on some systems; they concern one
+            // peer, not the socket.
+            Ok(None) | Err(Errno::AGAIN | Errno::CONNREFUSED) => {}
+            Err(err) => {
+                tracing::warn!(allocation = id.0, error = %err, "turn: relayed socket failed");
+                self.relays.remove(&id);
+                server.handle_relay_failed(now, id);
+            }
+        }
+    }
+
+    /// What the async side sent: stream frames, peer connections, accepted clients.
+    fn read_inputs(&mut self, server: &mut Server, inputs: &mut Inputs) {
+        inputs.waker.reset();
+        while let Ok(accepted) = inputs.accepted.try_recv() {
+            let Accepted { tuple, stream, tls } = accepted;
+            match tls {
+                Some(acceptor) => self.accept(tuple, handshake(acceptor, stream)),
+                None => self.accept(tuple, std::future::ready(Ok::<_, io::Error>(stream))),
+            }
+        }
+        while let Ok(event) = inputs.tcp.try_recv() {
+            self.peer_connection(server, event);
+        }
+        while let Ok(event) = inputs.streams.try_recv() {
+            match event {
+                StreamEvent::Frames { tuple, bytes } => {
+                    self.report_pipe_bytes(server);
+                    let now = Instant::now();
+                    for frame in framing::frames(&bytes) {
+                        server.handle_client(now, tuple, frame);
+                    }
+                }
+                StreamEvent::Closed { tuple } => {
+                    self.report_pipe_bytes(server);
+                    self.streams.remove(&tuple);
+                    self.metrics.set_stream_clients(self.streams.len());
+                    server.handle_connection_closed(Instant::now(), tuple);
+                }
+            }
+            // Replies go out in order with the frames that caused them.
+            self.perform(server);
+        }
+    }
+
+    /// Sends the datagrams queued for UDP clients, `SEND_BATCH` to a system call.
+    fn flush_to_clients(&mut self, server: &mut Server) {
+        let batch = &mut self.to_clients;
+        if let ([to], [bytes]) = (batch.to.as_slice(), batch.bytes.as_slice()) {
+            if let Err(err) = rustix::net::sendto(&self.udp, bytes, SendFlags::empty(), to) {
+                self.drops.send_failed += 1;
+                tracing::debug!(error = %err, "turn: datagram to a client not sent");
+            }
+        } else {
+            let mut start = 0;
+            while start < batch.to.len() {
+                let end = batch.to.len().min(start + SEND_BATCH);
+                match send_batch(&self.udp, &batch.to[start..end], &batch.bytes[start..end]) {
+                    Ok(sent) if sent > 0 => start += sent,
+                    result => {
+                        // The first datagram of the rest could not go; skip it, try the others.
+                        self.drops.send_failed += 1;
+                        if let Err(err) = result {
+                            tracing::debug!(error = %err, "turn: datagram to a client not sent");
+                        }
+                        start += 1;
+                    }
+                }
+            }
+        }
+        batch.to.clear();
+        for bytes in batch.bytes.drain(..) {
+            server.recycle(bytes);
+        }
+    }
+
     /// Starts serving a stream client once `open` (a TLS handshake, or nothing) is done, if
     /// there is room for it.
     fn accept<S, F>(&mut self, tuple: FiveTuple, open: F)
@@ -621,21 +827,18 @@ impl Owner {
 
     fn sync_metrics(&mut self, server: &Server) {
         self.metrics.sync(&server.stats(), &mut self.seen);
-        let drops = &self.drops;
-        for (reason, counter) in [
-            ("peer_queue_full", &drops.peer_queue_full),
-            ("send_failed", &drops.send_failed),
-            ("stream_queue_full", &drops.stream_queue_full),
-            ("records_lost", &drops.records_lost),
+        let drops = std::mem::take(&mut self.drops);
+        for (reason, count) in [
+            ("send_failed", drops.send_failed),
+            ("stream_queue_full", drops.stream_queue_full),
+            ("records_lost", drops.records_lost),
         ] {
-            self.metrics
-                .dropped(reason, counter.swap(0, Ordering::Relaxed));
+            self.metrics.dropped(reason, count);
         }
     }
 
-    fn wall_clock(&self, at: std::time::Instant) -> SystemTime {
+    fn wall_clock(&self, at: Instant) -> SystemTime {
         let (instant, system) = self.epoch;
-        let instant = instant.into_std();
         if at >= instant {
             system + (at - instant)
         } else {
@@ -644,26 +847,20 @@ impl Owner {
     }
 
     /// Does what the server asked, then reports what happened.
-    fn perform(&mut self, server: &mut Server, socket: &UdpSocket) {
+    fn perform(&mut self, server: &mut Server) {
         while let Some(action) = server.poll_action() {
             match action {
-                Action::Transmit { tuple, bytes } => self.transmit(socket, tuple, bytes),
+                Action::Transmit { tuple, bytes } => self.transmit(tuple, bytes),
                 Action::OpenRelay {
                     allocation,
                     relayed,
-                } => match open_relay(
-                    allocation,
-                    relayed,
-                    &self.peer_tx,
-                    &self.failed_tx,
-                    &self.drops,
-                ) {
-                    Ok(relay) => {
-                        self.relays.insert(allocation, relay);
+                } => match open_relay(&self.epoll, allocation, relayed) {
+                    Ok(socket) => {
+                        self.relays.insert(allocation, socket);
                     }
                     Err(err) => {
                         tracing::warn!(%relayed, error = %err, "turn: cannot open a relayed socket");
-                        server.handle_relay_failed(Instant::now().into_std(), allocation);
+                        server.handle_relay_failed(Instant::now(), allocation);
                     }
                 },
                 Action::RelayTo {
@@ -672,15 +869,16 @@ impl Owner {
                     bytes,
                     ..
                 } => {
-                    let sent = self
-                        .relays
-                        .get(&allocation)
-                        .map(|relay| relay.socket.try_send_to(&bytes, peer));
+                    let sent = self.relays.get(&allocation).map(|socket| {
+                        rustix::net::sendto(socket, &bytes, SendFlags::empty(), &peer)
+                    });
                     if !matches!(sent, Some(Ok(_))) {
-                        self.drops.send_failed.fetch_add(1, Ordering::Relaxed);
+                        self.drops.send_failed += 1;
                     }
+                    server.recycle(bytes);
                 }
                 Action::CloseRelay { allocation, .. } => {
+                    // Closing the socket takes it out of the epoll set.
                     self.relays.remove(&allocation);
                     self.tcp_relays.remove(&allocation);
                 }
@@ -693,7 +891,7 @@ impl Owner {
                     }
                     Err(err) => {
                         tracing::warn!(%relayed, error = %err, "turn: cannot listen on a relayed address");
-                        server.handle_relay_failed(Instant::now().into_std(), allocation);
+                        server.handle_relay_failed(Instant::now(), allocation);
                     }
                 },
                 Action::ConnectPeer {
@@ -721,26 +919,26 @@ impl Owner {
         }
     }
 
-    fn transmit(&mut self, socket: &UdpSocket, tuple: FiveTuple, bytes: Vec<u8>) {
+    /// Queues a datagram for a UDP client (sent with the others at the end of the wakeup),
+    /// or a frame for a stream client.
+    fn transmit(&mut self, tuple: FiveTuple, bytes: Vec<u8>) {
         if tuple.transport == Transport::Udp {
-            if let Err(err) = socket.try_send_to(&bytes, tuple.client) {
-                self.drops.send_failed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(client = %tuple.client, error = %err, "turn: reply not sent");
-            }
+            self.to_clients.to.push(SocketAddrAny::from(tuple.client));
+            self.to_clients.bytes.push(bytes);
             return;
         }
         let Some(client) = self.streams.get(&tuple) else {
-            self.drops.send_failed.fetch_add(1, Ordering::Relaxed);
+            self.drops.send_failed += 1;
             return;
         };
         if client.outgoing.try_send(Outgoing::Frame(bytes)).is_err() {
-            self.drops.stream_queue_full.fetch_add(1, Ordering::Relaxed);
+            self.drops.stream_queue_full += 1;
         }
     }
 
     /// A peer connection accepted on, or dialled from, a TCP allocation's relayed address.
     fn peer_connection(&mut self, server: &mut Server, event: TcpEvent) {
-        let now = Instant::now().into_std();
+        let now = Instant::now();
         match event {
             TcpEvent::Incoming {
                 allocation,
@@ -775,7 +973,7 @@ impl Owner {
             self.peer_connections.remove(&connection),
             self.streams.get(&tuple),
         ) else {
-            server.handle_connection_closed(Instant::now().into_std(), tuple);
+            server.handle_connection_closed(Instant::now(), tuple);
             return;
         };
         let counters = Arc::new(PipeCounters::default());
@@ -786,8 +984,8 @@ impl Owner {
             close: close.clone(),
         };
         if client.outgoing.try_send(Outgoing::Pipe(start)).is_err() {
-            self.drops.stream_queue_full.fetch_add(1, Ordering::Relaxed);
-            server.handle_connection_closed(Instant::now().into_std(), tuple);
+            self.drops.stream_queue_full += 1;
+            server.handle_connection_closed(Instant::now(), tuple);
             return;
         }
         self.pipes.insert(
@@ -847,7 +1045,7 @@ impl Owner {
                         summary,
                     };
                     if records.try_send(record).is_err() {
-                        self.drops.records_lost.fetch_add(1, Ordering::Relaxed);
+                        self.drops.records_lost += 1;
                     }
                 }
             }
@@ -868,61 +1066,58 @@ impl Owner {
     }
 }
 
-/// Binds `relayed` and starts the task that reads it.
-fn open_relay(
-    allocation: AllocationId,
-    relayed: SocketAddr,
-    peer_tx: &mpsc::Sender<PeerDatagram>,
-    failed_tx: &mpsc::UnboundedSender<AllocationId>,
-    drops: &Arc<Drops>,
-) -> io::Result<Relay> {
-    let std_socket = std::net::UdpSocket::bind(relayed)?;
-    std_socket.set_nonblocking(true)?;
-    let socket = Arc::new(UdpSocket::from_std(std_socket)?);
-    let reader = tokio::spawn(read_relay(
-        allocation,
-        socket.clone(),
-        peer_tx.clone(),
-        failed_tx.clone(),
-        drops.clone(),
-    ));
-    Ok(Relay { socket, reader })
+/// One datagram into `buf`: its length and sender (`None` for a sender that is not an IP
+/// address, which a UDP socket never has). rustix makes the system call directly, without
+/// the C library's cancellation bookkeeping around each.
+fn receive(socket: &UdpSocket, buf: &mut [u8]) -> Result<Option<(usize, SocketAddr)>, Errno> {
+    let (len, _, from) = rustix::net::recvfrom(socket, buf, RecvFlags::empty())?;
+    Ok(from
+        .and_then(|from| SocketAddr::try_from(from).ok())
+        .map(|from| (len, from)))
 }
 
-async fn read_relay(
-    allocation: AllocationId,
-    socket: Arc<UdpSocket>,
-    peer_tx: mpsc::Sender<PeerDatagram>,
-    failed_tx: mpsc::UnboundedSender<AllocationId>,
-    drops: Arc<Drops>,
-) {
-    let mut buf = vec![0u8; DATAGRAM_MAX];
-    loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((len, peer)) => {
-                let datagram = PeerDatagram {
-                    allocation,
-                    peer,
-                    bytes: buf[..len].to_vec(),
-                };
-                match peer_tx.try_send(datagram) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        drops.peer_queue_full.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                }
-            }
-            // ICMP errors for earlier sends show up here on some systems; they concern one
-            // peer, not the socket.
-            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {}
-            Err(err) => {
-                tracing::warn!(allocation = allocation.0, error = %err, "turn: relayed socket failed");
-                let _ = failed_tx.send(allocation);
-                return;
-            }
+/// One `sendmmsg` of `bytes[i]` to `to[i]` (at most [`SEND_BATCH`]); how many went.
+fn send_batch(socket: &UdpSocket, to: &[SocketAddrAny], bytes: &[Vec<u8>]) -> io::Result<usize> {
+    let count = to.len().min(bytes.len()).min(SEND_BATCH);
+    let iovs: [[io::IoSlice<'_>; 1]; SEND_BATCH] = std::array::from_fn(|i| {
+        [io::IoSlice::new(
+            bytes.get(i).map_or(&[][..], Vec::as_slice),
+        )]
+    });
+    let mut controls: [rustix::net::SendAncillaryBuffer<'_, '_, '_>; SEND_BATCH] =
+        std::array::from_fn(|_| rustix::net::SendAncillaryBuffer::default());
+    let mut controls = controls.iter_mut();
+    let mut messages: [rustix::net::MMsgHdr<'_>; SEND_BATCH] = std::array::from_fn(|i| {
+        // `controls` has SEND_BATCH entries, one taken per message.
+        #[allow(clippy::expect_used)]
+        let control = controls.next().expect("one control buffer per message");
+        match to.get(i).filter(|_| i < count) {
+            Some(to) => rustix::net::MMsgHdr::new_with_addr(to, &iovs[i], control),
+            None => rustix::net::MMsgHdr::new(&iovs[i], control),
         }
-    }
+    });
+    Ok(sendmmsg(
+        socket,
+        &mut messages[..count],
+        rustix::net::SendFlags::empty(),
+    )?)
+}
+
+/// Binds `relayed` for an allocation and adds it to the owner's epoll set.
+fn open_relay(
+    epoll: &OwnedFd,
+    allocation: AllocationId,
+    relayed: SocketAddr,
+) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(relayed)?;
+    socket.set_nonblocking(true)?;
+    epoll::add(
+        epoll,
+        &socket,
+        epoll::EventData::new_u64(allocation.0),
+        epoll::EventFlags::IN,
+    )?;
+    Ok(socket)
 }
 
 fn unix_now() -> u64 {

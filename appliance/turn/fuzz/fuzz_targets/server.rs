@@ -85,10 +85,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while let Some(action) = server.poll_action() {
-            if let Action::ConnectPeer { connection, .. } = action
-                && dialled.len() < 64
-            {
-                dialled.push(connection);
+            match action {
+                Action::ConnectPeer { connection, .. } if dialled.len() < 64 => {
+                    dialled.push(connection);
+                }
+                // As the shell does: sent buffers come back for the next datagrams.
+                Action::RelayTo { bytes, .. } | Action::Transmit { bytes, .. } => {
+                    server.recycle(bytes);
+                }
+                _ => {}
             }
         }
         while server.poll_event().is_some() {}

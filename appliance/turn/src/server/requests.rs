@@ -1,7 +1,6 @@
 //! The four authenticated TURN requests. Each returns the signed success reply or the
 //! failure to put in an error reply.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -9,7 +8,7 @@ use super::{
     Authenticated, Event, Failure, RESERVATION_LIFETIME, Reservation, Server, address_error_value,
     channel_conflict, channel_expiry, error, is_bindable_channel, parity_of,
 };
-use crate::allocation::{Allocation, ChannelBinding, EndReason, FiveTuple, Flow};
+use crate::allocation::{Allocation, ChannelBinding, EndReason, FastMap, FiveTuple, Flow};
 use crate::server::Action;
 use crate::stun::{AddressFamily, Class, Message, attribute_type as attr};
 
@@ -160,9 +159,9 @@ impl Server {
                 relays: relays.clone(),
                 tcp,
                 expires,
-                permissions: HashMap::new(),
-                channels: HashMap::new(),
-                channel_of_peer: HashMap::new(),
+                permissions: FastMap::default(),
+                channels: FastMap::default(),
+                channel_of_peer: FastMap::default(),
                 allocate_reply: (request.transaction_id, reply.clone()),
                 to_peers_budget,
                 from_peers_budget,

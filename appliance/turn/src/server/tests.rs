@@ -621,6 +621,43 @@ fn channels_carry_data_both_ways_padded_over_tcp() {
     assert_eq!((decoded.channel, decoded.data), (0x4000, &b"hi!!x"[..]));
 }
 
+/// A shell gives sent buffers back; the next datagrams reuse them, whatever they held.
+#[test]
+fn recycled_buffers_carry_the_next_datagrams_exactly() {
+    let mut h = harness();
+    let (allocation, _) = h.allocate();
+    let peer = addr("192.0.2.10:5000");
+    assert_eq!(h.bind_channel(0x4000, peer), None);
+    let _ = h.actions();
+    for (to_peer, from_peer) in [
+        (&b"a longer message"[..], &b"a long reply"[..]),
+        (b"hi", b"yo"),
+    ] {
+        let frame = framing::ChannelData::encode(0x4000, to_peer, false);
+        h.server.handle_client(h.now, h.tuple, &frame);
+        h.server
+            .handle_peer_data(h.now, allocation, peer, from_peer);
+        let actions = h.actions();
+        let [
+            Action::RelayTo { bytes: relayed, .. },
+            Action::Transmit { bytes: back, .. },
+        ] = &actions[..]
+        else {
+            panic!("a relayed datagram and ChannelData back: {actions:?}");
+        };
+        assert_eq!(relayed.as_slice(), to_peer);
+        assert_eq!(
+            *back,
+            framing::ChannelData::encode(0x4000, from_peer, false)
+        );
+        for action in actions {
+            if let Action::RelayTo { bytes, .. } | Action::Transmit { bytes, .. } = action {
+                h.server.recycle(bytes);
+            }
+        }
+    }
+}
+
 #[test]
 fn channel_bind_keeps_numbers_and_peers_one_to_one() {
     let mut h = harness();

@@ -16,6 +16,7 @@ use tapline_runtime::CancellationToken;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::inbox::Inbox;
 use super::tcp::{PipeStart, pipe};
 use crate::allocation::FiveTuple;
 use crate::framing::{FrameBuffer, InvalidStream};
@@ -52,7 +53,7 @@ pub(crate) enum Outgoing {
 pub(crate) async fn serve<S>(
     stream: S,
     tuple: FiveTuple,
-    events: mpsc::Sender<StreamEvent>,
+    events: Inbox<StreamEvent>,
     mut outgoing: mpsc::Receiver<Outgoing>,
     shutdown: CancellationToken,
 ) where
@@ -95,7 +96,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
     reader: &mut R,
     buffer: &mut FrameBuffer,
     tuple: FiveTuple,
-    events: &mpsc::Sender<StreamEvent>,
+    events: &Inbox<StreamEvent>,
 ) -> Result<(), StreamError> {
     let mut wait = FIRST_FRAME_WITHIN;
     loop {

@@ -16,9 +16,9 @@ use std::time::Duration;
 use tapline_runtime::CancellationToken;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::inbox::Inbox;
 use crate::allocation::AllocationId;
 use crate::server::ConnectionId;
 
@@ -29,9 +29,9 @@ const PIPE_BUFFER: usize = 16 * 1024;
 /// Peer connections waiting in the kernel's accept queue of one relayed address.
 const LISTEN_BACKLOG: u32 = 64;
 /// A pause after a failed accept (out of descriptors, say), so the loop does not spin.
-const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(100);
 
-/// What the TCP relay tasks tell the owner task.
+/// What the TCP relay tasks tell the owner.
 #[derive(Debug)]
 pub(crate) enum TcpEvent {
     /// A peer connected to a TCP allocation's relayed address.
@@ -58,7 +58,7 @@ impl Drop for TcpRelay {
     }
 }
 
-/// Bytes a pipe has carried, read by the owner task to count them in the allocation.
+/// Bytes a pipe has carried, read by the owner to count them in the allocation.
 #[derive(Debug, Default)]
 pub(crate) struct PipeCounters {
     pub(crate) to_peer: AtomicU64,
@@ -74,7 +74,7 @@ pub(crate) struct PipeStart {
     pub(crate) close: CancellationToken,
 }
 
-/// A pipe as the owner task keeps it: what it has reported, and how to stop it.
+/// A pipe as the owner keeps it: what it has reported, and how to stop it.
 pub(crate) struct Pipe {
     pub(crate) counters: Arc<PipeCounters>,
     pub(crate) reported: (u64, u64),
@@ -115,18 +115,14 @@ fn shared_socket(local: SocketAddr) -> io::Result<TcpSocket> {
 pub(crate) fn open_tcp_relay(
     allocation: AllocationId,
     relayed: SocketAddr,
-    events: &mpsc::Sender<TcpEvent>,
+    events: &Inbox<TcpEvent>,
 ) -> io::Result<TcpRelay> {
     let listener = shared_socket(relayed)?.listen(LISTEN_BACKLOG)?;
     let accept = tokio::spawn(accept_peers(allocation, listener, events.clone()));
     Ok(TcpRelay { accept })
 }
 
-async fn accept_peers(
-    allocation: AllocationId,
-    listener: TcpListener,
-    events: mpsc::Sender<TcpEvent>,
-) {
+async fn accept_peers(allocation: AllocationId, listener: TcpListener, events: Inbox<TcpEvent>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -152,7 +148,7 @@ pub(crate) fn dial(
     connection: ConnectionId,
     relayed: SocketAddr,
     peer: SocketAddr,
-    events: &mpsc::Sender<TcpEvent>,
+    events: &Inbox<TcpEvent>,
     shutdown: CancellationToken,
 ) {
     let events = events.clone();
