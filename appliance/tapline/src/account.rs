@@ -78,9 +78,8 @@ pub(crate) fn run(config_path: &Path, command: &AccountCommand) -> anyhow::Resul
     tapline_provisioning::prepare_data_dir(&config.storage.data_dir)?;
     let store = Store::open_in(&config.storage.data_dir)?;
     // The web UI's Settings may have renamed the tenant; its login is the one SFTP uses.
-    let tenant = store.read(|conn| {
-        tapline_store::settings::tenant_name(conn, &config.tenant.name)
-    })?;
+    let tenant =
+        store.read(|conn| tapline_store::settings::tenant_name(conn, &config.tenant.name))?;
     let console = Console::current();
     let actor = console.actor();
     match command {
