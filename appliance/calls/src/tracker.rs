@@ -255,6 +255,11 @@ pub struct Tracker {
     /// Decoded samples of the packet at hand, and the same at the call's rate: reused.
     scratch: Vec<i16>,
     resampled: Vec<i16>,
+    /// Audio buffers the driver gave back ([`Tracker::recycle_audio`]), reused for the next
+    /// [`Event::Audio`]. Every open call is flushed at each tick; fresh buffers each time,
+    /// freed together, made the allocator hand the memory back to the kernel and fault it in
+    /// again a second later.
+    spare_audio: Vec<Vec<i16>>,
     pub stats: Stats,
 }
 
@@ -1054,13 +1059,25 @@ impl Tracker {
         else {
             return;
         };
-        let mut samples = Vec::new();
+        let mut samples = self.spare_audio.pop().unwrap_or_default();
+        samples.clear();
         timeline.take_until(position(until, answered_at, timeline.rate()), &mut samples);
-        if !samples.is_empty() {
+        if samples.is_empty() {
+            self.spare_audio.push(samples);
+        } else {
             self.events.push_back(Event::Audio {
                 call: call.summary.id,
                 samples,
             });
+        }
+    }
+
+    /// Takes back the buffer of an [`Event::Audio`] once its samples are written, to carry
+    /// later audio. Optional: a driver that keeps its buffers loses only the reuse. At most
+    /// one buffer per open call is kept, so the spares shrink with the calls.
+    pub fn recycle_audio(&mut self, samples: Vec<i16>) {
+        if self.spare_audio.len() <= self.calls.len() {
+            self.spare_audio.push(samples);
         }
     }
 

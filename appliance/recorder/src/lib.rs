@@ -352,7 +352,10 @@ impl Recorder {
                         tracing::error!(error = %chain(&err), call_id = %summary.sip_call_id, "cannot start a recording");
                     }
                 }
-                Event::Audio { call, samples } => self.write(call, &samples),
+                Event::Audio { call, samples } => {
+                    self.write(call, &samples);
+                    self.tracker.recycle_audio(samples);
+                }
                 Event::RawMedia {
                     call,
                     at,
@@ -627,11 +630,16 @@ impl Recorder {
             let path = path.to_path_buf();
             move |source| RecorderError::Create { path, source }
         };
-        std::fs::create_dir_all(&dir_path).map_err(create_err(&dir_path))?;
-        let (name, file) = self
-            .sequences
-            .create_unique(&dir_path, answered)
-            .map_err(create_err(&dir_path))?;
+        // The day's directory is made by its first call: trying the file first saves two
+        // system calls on every other call of the day.
+        let (name, file) = match self.sequences.create_unique(&dir_path, answered) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir_path).map_err(create_err(&dir_path))?;
+                self.sequences.create_unique(&dir_path, answered)
+            }
+            created => created,
+        }
+        .map_err(create_err(&dir_path))?;
         let path = dir_path.join(&name);
         let format = match self.config.recording.format {
             RecordingFormat::Pcm16 => SampleFormat::Pcm16,
