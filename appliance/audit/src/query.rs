@@ -28,9 +28,9 @@ use std::io::Write;
 use jiff::Timestamp;
 use tapline_store::Store;
 use tapline_store::rusqlite::{self, Connection, OptionalExtension};
-/// Pages go newest first by creation time, then id.
-pub use tapline_store::sql::Cursor;
 use tapline_store::sql::{BadCursor, Sql, capped_count_from};
+/// Pages go newest first by creation time, then id.
+pub use tapline_store::sql::{Cursor, Total};
 
 use crate::{COLUMNS, Row, read_row};
 
@@ -126,14 +126,6 @@ pub struct Filter {
     pub event_object: Option<Match>,
     /// Text the comments contain, ignoring ASCII case.
     pub comments: Option<String>,
-}
-
-/// How many rows match, when that was cheap to learn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Total {
-    Exact(u64),
-    /// At least this many (counting stopped there).
-    MoreThan(u64),
 }
 
 /// One page of rows.

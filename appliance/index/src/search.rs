@@ -24,9 +24,9 @@ use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use tapline_store::Store;
 use tapline_store::rusqlite::{self, Connection, OptionalExtension};
-/// Pages go newest first by answer time, then id.
-pub use tapline_store::sql::Cursor;
 use tapline_store::sql::{BadCursor, Sql};
+/// Pages go newest first by answer time, then id.
+pub use tapline_store::sql::{Cursor, Total};
 
 use crate::day::{DaySpan, iso_utc};
 
@@ -187,14 +187,6 @@ pub struct Summary {
     pub legal_hold: bool,
 }
 
-/// How many calls match, when that was cheap to learn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Total {
-    Exact(u64),
-    /// At least this many (counting stopped there).
-    MoreThan(u64),
-}
-
 /// One page of results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -299,6 +291,8 @@ pub struct Detail {
     pub raw_media_packets: Option<i64>,
     pub record_reason: Option<String>,
     pub legal_hold: bool,
+    /// Where a REFER sent the call.
+    pub referred_to: Option<String>,
 }
 
 const DETAIL_COLUMNS: &str = "id, file_name, directory, status, source, call_type, answered_at, \
@@ -308,7 +302,7 @@ const DETAIL_COLUMNS: &str = "id, file_name, directory, status, source, call_typ
      account, external_variable_1, external_variable_2, outdial_code, wrap_up_code, codec, \
      sample_rate, channels, format, size_bytes, sha256, caller_packets, caller_lost, \
      caller_jitter_ms, callee_packets, callee_lost, callee_jitter_ms, hold_count, hold_ms, \
-     raw_media_file, raw_media_packets, record_reason, legal_hold";
+     raw_media_file, raw_media_packets, record_reason, legal_hold, referred_to";
 
 /// The call with row id `id`, if it exists and is in `allowed_agents` (`None`: all).
 pub fn by_id(
@@ -388,6 +382,7 @@ fn read_detail(row: &rusqlite::Row<'_>) -> rusqlite::Result<Detail> {
         raw_media_packets: row.get(47)?,
         record_reason: row.get(48)?,
         legal_hold: row.get::<_, i64>(49)? != 0,
+        referred_to: row.get(50)?,
     })
 }
 

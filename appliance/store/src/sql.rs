@@ -61,6 +61,14 @@ pub fn capped_count_from(
         .map(|n| n.unsigned_abs())
 }
 
+/// How many rows a search matches, when that was cheap to learn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    Exact(u64),
+    /// At least this many (counting stopped there).
+    MoreThan(u64),
+}
+
 /// A position in a list read newest first, by a time column and then the id: the last row of
 /// a page, where the next one starts (keyset pagination: every page costs the same, however
 /// deep).

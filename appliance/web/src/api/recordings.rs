@@ -391,7 +391,10 @@ pub(crate) fn detail_view(detail: &Detail, tz: &TimeZone) -> RecordingDetail {
             field("Case id", some(&detail.case_id)),
             field("Account", some(&detail.account)),
             field("Transaction id", detail.transaction_id.clone()),
-            field("Replaced transaction", some(&detail.parent_transaction_id)),
+            // The leg this one continues: the call an attended transfer replaced, or the
+            // one whose REFER began a blind transfer.
+            field("Parent transaction", some(&detail.parent_transaction_id)),
+            field("Transferred to", some(&detail.referred_to)),
             field("SIP Call-ID", detail.sip_call_id.clone()),
             field("External variable 1", some(&detail.external_variable_1)),
             field("External variable 2", some(&detail.external_variable_2)),
