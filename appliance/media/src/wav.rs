@@ -19,9 +19,10 @@
 //! **Invariant:** once `sync_header` has returned, the header describes exactly the audio
 //! written before it, and the file is a valid WAV file up to that point: the sizes are only
 //! written after the audio they count, and later audio goes after the counted bytes, which
-//! readers ignore. The writer buffers nothing itself; `sync_header` flushes `W`, and the
-//! caller then makes the file durable (`File::sync_data` through [`WavWriter::get_ref`]).
-//! Doing both about once a second bounds what a power cut can lose.
+//! readers ignore. The writer holds at most its buffer's worth of audio
+//! ([`WavWriter::with_buffer`]); `sync_header` writes it out and flushes `W`, and the caller
+//! then makes the file durable (`File::sync_data` through [`WavWriter::get_ref`]). Doing both
+//! about once a second bounds what a power cut can lose.
 //!
 //! A file left behind by a crash holds a header from the last durable sync, possibly followed
 //! by more audio and a partial frame, or (if the crash came between a sync and its fsync) a
@@ -184,7 +185,7 @@ pub enum WavError {
 
 /// Writes a WAV file as audio arrives. See the [module docs](self) for the crash-safety
 /// contract. Dropping the writer without [`finish`](WavWriter::finish) leaves the header of
-/// the last sync, as a crash would.
+/// the last sync and discards the audio still buffered, as a crash would.
 #[derive(Debug)]
 pub struct WavWriter<W: Write + Seek> {
     inner: W,
@@ -196,13 +197,23 @@ pub struct WavWriter<W: Write + Seek> {
     data_len: u64,
     /// Set when an I/O error left the stream position unknown; every later call fails.
     poisoned: bool,
-    /// Reused buffer for the little-endian bytes of 16-bit samples.
-    scratch: Vec<u8>,
+    /// Audio counted in `data_len` and not yet written to `W`, in file byte order.
+    pending: Vec<u8>,
+    /// How many bytes `pending` may hold before they are written out.
+    buffer: usize,
 }
 
 impl<W: Write + Seek> WavWriter<W> {
-    /// Writes the header of an empty file at the current position of `inner`.
-    pub fn new(mut inner: W, spec: WavSpec) -> Result<Self, WavError> {
+    /// Writes the header of an empty file at the current position of `inner`. Audio goes to
+    /// `inner` as it is handed over; `inner` may buffer it.
+    pub fn new(inner: W, spec: WavSpec) -> Result<Self, WavError> {
+        WavWriter::with_buffer(inner, spec, 0)
+    }
+
+    /// Like [`new`](WavWriter::new), and holds up to `buffer` bytes of audio before writing
+    /// them to `inner` in one write. Samples are converted to the file's byte order straight
+    /// into this buffer, so an unbuffered `inner` (a `File`) needs no buffer of its own.
+    pub fn with_buffer(mut inner: W, spec: WavSpec, buffer: usize) -> Result<Self, WavError> {
         let block_align = spec.validate()?;
         let start = inner.stream_position()?;
         inner.write_all(&header_bytes(spec, block_align, 0))?;
@@ -213,30 +224,35 @@ impl<W: Write + Seek> WavWriter<W> {
             start,
             data_len: 0,
             poisoned: false,
-            scratch: Vec::new(),
+            pending: Vec::with_capacity(buffer),
+            buffer,
         })
     }
 
     /// Appends interleaved 16-bit frames. Only for [`SampleFormat::Pcm16`].
     pub fn write_frames_i16(&mut self, interleaved: &[i16]) -> Result<(), WavError> {
         self.check_write(2, "write_frames_i16", interleaved.len())?;
-        let mut bytes = std::mem::take(&mut self.scratch);
-        bytes.clear();
-        bytes.extend(interleaved.iter().flat_map(|s| s.to_le_bytes()));
-        let result = self.append(&bytes);
-        self.scratch = bytes;
-        result
+        self.append_with(interleaved.len() * 2, |bytes| {
+            // A loop over fixed-size pairs, which the compiler turns into plain copies on
+            // little-endian machines.
+            for (pair, sample) in bytes.chunks_exact_mut(2).zip(interleaved) {
+                pair.copy_from_slice(&sample.to_le_bytes());
+            }
+        })
     }
 
     /// Appends interleaved 8-bit frames. Only for [`SampleFormat::MuLaw`] and
     /// [`SampleFormat::ALaw`].
     pub fn write_frames_u8(&mut self, interleaved: &[u8]) -> Result<(), WavError> {
         self.check_write(1, "write_frames_u8", interleaved.len())?;
-        self.append(interleaved)
+        self.append_with(interleaved.len(), |bytes| {
+            bytes.copy_from_slice(interleaved)
+        })
     }
 
-    /// Rewrites the sizes in the header to cover everything written so far, writes the pad
-    /// byte if the audio has odd length, flushes `W` and returns to the end of the audio.
+    /// Writes out the buffered audio, rewrites the sizes in the header to cover all of it,
+    /// writes the pad byte if the audio has odd length, flushes `W` and returns to the end of
+    /// the audio.
     /// After this (and an fsync by the caller) the file is valid as it stands.
     pub fn sync_header(&mut self) -> Result<(), WavError> {
         if self.poisoned {
@@ -297,19 +313,41 @@ impl<W: Write + Seek> WavWriter<W> {
         Ok(())
     }
 
-    fn append(&mut self, bytes: &[u8]) -> Result<(), WavError> {
-        let new_len = u64::try_from(bytes.len())
+    /// Appends `len` bytes of audio, which `fill` writes in place at the end of the buffer.
+    /// The buffer is written out first when they would not fit, or with them when they are
+    /// more than it holds.
+    fn append_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), WavError> {
+        let new_len = u64::try_from(len)
             .ok()
             .and_then(|len| self.data_len.checked_add(len))
             .filter(|&len| riff_size(self.spec.format.header_len(), len).is_some())
             .ok_or(WavError::TooLarge)?;
-        if let Err(e) = self.inner.write_all(bytes) {
-            // Part of the bytes may be in the file: the position no longer matches `data_len`.
-            self.poisoned = true;
-            return Err(WavError::Io(e));
+        if self.pending.len() + len > self.buffer && len <= self.buffer {
+            self.write_pending().map_err(WavError::Io)?;
+        }
+        let start = self.pending.len();
+        self.pending.resize(start + len, 0);
+        fill(&mut self.pending[start..]);
+        if self.pending.len() > self.buffer {
+            self.write_pending().map_err(WavError::Io)?;
         }
         self.data_len = new_len;
         Ok(())
+    }
+
+    /// Writes the buffered audio to `W`.
+    fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = self.inner.write_all(&self.pending);
+        self.pending.clear();
+        if written.is_err() {
+            // Part of the audio may be in the file: the position no longer matches
+            // `data_len`.
+            self.poisoned = true;
+        }
+        written
     }
 
     /// Rewrites the whole header, which is shorter than a disk block, in one write: on a
@@ -324,6 +362,7 @@ impl<W: Write + Seek> WavWriter<W> {
             // `append` never lets the audio grow past the limit.
             return Err(io::Error::other("audio length beyond the RIFF limit"));
         };
+        self.write_pending()?;
         // Every write leaves the stream at `end`; the pad byte goes there and is overwritten
         // by the audio that follows.
         if self.data_len & 1 == 1 {
@@ -765,6 +804,65 @@ for path in sys.argv[1:]:
             .lines()
             .map(|l| l.trim_end().to_string())
             .collect()
+    }
+
+    /// A stream that counts the writes it is given.
+    struct CountingWrites {
+        inner: Cursor<Vec<u8>>,
+        writes: usize,
+    }
+
+    impl Write for CountingWrites {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            self.inner.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for CountingWrites {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    #[test]
+    fn a_buffered_writer_writes_its_audio_in_one_piece_at_each_sync() {
+        for spec in [PCM_STEREO_16K, MULAW_MONO_8K] {
+            let frame = usize::from(spec.block_align().unwrap());
+            let stream = CountingWrites {
+                inner: Cursor::new(Vec::new()),
+                writes: 0,
+            };
+            // Room for 100 frames: 30 at a time fill it after four writes.
+            let mut writer = WavWriter::with_buffer(stream, spec, 100 * frame).unwrap();
+            let header = writer.get_ref().writes;
+            for first in [0, 30, 60] {
+                write_frames(&mut writer, first, 30);
+            }
+            assert_eq!(writer.get_ref().writes, header, "90 frames stay buffered");
+            assert_eq!(writer.frames_written(), 90);
+            write_frames(&mut writer, 90, 30);
+            assert_eq!(
+                writer.get_ref().writes,
+                header + 1,
+                "a full buffer is written whole"
+            );
+            // More than the buffer holds goes out at once, with what was buffered.
+            write_frames(&mut writer, 120, 250);
+            assert_eq!(writer.get_ref().writes, header + 2);
+            write_frames(&mut writer, 370, 5);
+            writer.sync_header().unwrap();
+            let mut expected = header_bytes(spec, frame as u16, (375 * frame) as u32);
+            expected.extend(audio_bytes(spec.format, 375 * usize::from(spec.channels)));
+            if expected.len() % 2 == 1 {
+                expected.push(0); // the pad byte after odd-length audio
+            }
+            let bytes = writer.finish().unwrap().inner.into_inner();
+            assert_eq!(bytes, expected, "{spec:?}");
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub mod space;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -214,7 +214,7 @@ struct Open {
     summary: CallSummary,
     /// `None` once a write failed (for a reason other than a full disk): the file was
     /// repaired then, and the recording is `failed` when the call ends.
-    writer: Option<WavWriter<BufWriter<File>>>,
+    writer: Option<WavWriter<File>>,
     /// Reused for G.711 output.
     encoded: Vec<u8>,
     /// Media that could not be decoded, as captured, beside the recording.
@@ -651,7 +651,7 @@ impl Recorder {
             channels: 2,
             sample_rate: summary.sample_rate,
         };
-        let written = WavWriter::new(BufWriter::with_capacity(write_buffer(spec), file), spec)
+        let written = WavWriter::with_buffer(file, spec, write_buffer(spec))
             .and_then(|mut writer| writer.sync_header().map(|()| writer))
             .map_err(|source| RecorderError::Write {
                 path: path.clone(),
@@ -1239,8 +1239,8 @@ fn invite_header<'a>(summary: &'a CallSummary, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value.as_str())
 }
 
-/// A recording's write buffer: about one [`SYNC_INTERVAL`] of its audio, so that the audio
-/// between two syncs reaches the file in one write rather than one per 8 KiB. Bounded both
+/// A recording's write buffer ([`WavWriter::with_buffer`]): about one [`SYNC_INTERVAL`] of
+/// its audio, so that the audio between two syncs reaches the file in one write. Bounded both
 /// ways: 2,000 open G.711 calls hold 80 MB of buffers.
 fn write_buffer(spec: WavSpec) -> usize {
     let bytes_per_second = u64::from(spec.sample_rate)
@@ -1284,7 +1284,7 @@ struct Created {
     /// `Ryyyymmddhhmmssssss.wav`.
     name: String,
     path: PathBuf,
-    writer: WavWriter<BufWriter<File>>,
+    writer: WavWriter<File>,
 }
 
 /// Why a recording's file could not be finished normally, and whether it was repaired (a
@@ -1298,16 +1298,13 @@ struct Unfinished {
 /// poisoned by a failed write, or the last buffered audio not fitting on the disk) the file
 /// is closed as it is and repaired: its header is made to count exactly the whole frames
 /// that reached the disk, whatever the failed writes left behind.
-fn finish_file(path: &Path, writer: WavWriter<BufWriter<File>>) -> Result<(), Unfinished> {
+fn finish_file(path: &Path, writer: WavWriter<File>) -> Result<(), Unfinished> {
     let write_err = |source| RecorderError::Write {
         path: path.to_path_buf(),
         source,
     };
     let cause = match writer.finish() {
-        Ok(buffered) => match buffered.into_inner() {
-            Ok(_) => return Ok(()),
-            Err(err) => write_err(wav::WavError::Io(err.into_error())),
-        },
+        Ok(_) => return Ok(()),
         Err(source) => write_err(source),
     };
     // The writer is gone and the file closed: whatever reached the disk is final.
