@@ -365,7 +365,7 @@ impl Turn {
             "**Relaying.** {CLIENTS} clients, {MESSAGE_BYTES}-byte ChannelData messages, \
              {RATE} messages/s in all for {} s, each echoed by the peer, so the relay forwards \
              {} datagrams/s. Relayed datagrams per CPU-second: datagrams forwarded (both ways) \
-             over the relay's user and system time (`/proc/PID/stat`, all threads) from the \
+             over the time the relay's threads spent on a CPU (`/proc/PID/task/*/schedstat`) from the \
              first message until the last came back, or {} s after the last was sent. Lost: sent \
              and not back by then. Round trip: client to peer and back through the relay. \
              Medians of {RUNS} runs.\n",
