@@ -23,6 +23,9 @@ pub(super) const CALLS: usize = 2_000;
 const TALK_SECONDS: u64 = 8;
 /// The core both contenders are pinned to.
 const CORE: &str = "1";
+/// The goals: packets a second on one core for the whole path, and memory per call.
+const GOAL_PACKETS_PER_CPU_SECOND: f64 = 1_000_000.0;
+const GOAL_MIB_PER_CALL: f64 = 2.0;
 
 /// What the runs measured.
 pub(super) struct Reconstruction {
@@ -232,12 +235,25 @@ impl Reconstruction {
             our_cpu_rate / their_cpu_rate,
             our_memory / their_memory
         )?;
+        let met = |yes: bool| if yes { "met" } else { "missed" };
+        let mib_per_call = our_memory / CALLS as f64;
+        writeln!(
+            out,
+            "\nGoals: at least {GOAL_PACKETS_PER_CPU_SECOND:.0} packets per CPU-second: **{}** \
+             ({our_cpu_rate:.0}); under {GOAL_MIB_PER_CALL} MiB per concurrent call: **{}** \
+             ({:.0} KiB).",
+            met(our_cpu_rate >= GOAL_PACKETS_PER_CPU_SECOND),
+            met(mib_per_call < GOAL_MIB_PER_CALL),
+            mib_per_call * 1024.0
+        )?;
         writeln!(
             out,
             "\nWall-clock figures include waiting for the disk: Tapline makes every recording \
              durable once a second (one `syncfs`) and hashes each finished file; tshark writes \
              nothing.\n\nReproduce: `cargo xtask bench` (installs tshark; the capture is cached in \
-             `target/bench/`).\n"
+             `target/bench/`). The benchmark deletes its recordings at the end; run it again \
+             within a few minutes and creating files costs more, as ext4 passes over inodes \
+             freed in the last minutes when it has no journal.\n"
         )?;
         Ok(())
     }
