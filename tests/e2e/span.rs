@@ -118,7 +118,7 @@ fn calls_mirrored_to_the_span_port_are_recorded_exactly() {
     eprintln!("span test took {:.1} s", started.elapsed().as_secs_f64());
 }
 
-/// The attended transfer's scenarios (RFC 5589): see README.md there.
+/// The transfers' scenarios (RFC 5589): see README.md there.
 const TRANSFER_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sipp-transfer");
 
 /// The customer (the transferee), the agent (the transferor) and a colleague (the target).
@@ -186,53 +186,13 @@ fn an_attended_transfer_is_recorded_as_three_linked_calls() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     require_peers();
-    let net = Switch::create();
-    let appliance = Appliance::new("[capture]\ninterfaces = [\"span0\"]\n");
-    let work = appliance.path().join("sipp");
-    std::fs::create_dir(&work).unwrap();
-    let audio: Vec<Audio> = LEGS
-        .iter()
-        .map(|leg| {
-            let (caller_packets, caller_pcm) =
-                make_tone(&work, leg.caller, leg.caller_hz, LEG_TALK_S, leg.rtp[0]);
-            let (callee_packets, callee_pcm) =
-                make_tone(&work, leg.callee, leg.callee_hz, LEG_TALK_S, leg.rtp[1]);
-            Audio {
-                caller_packets,
-                callee_packets,
-                caller_pcm,
-                callee_pcm,
-            }
-        })
-        .collect();
-
-    // The agent's desk phone is known by its MAC address only, the colleague's by its IP.
-    let agent_mac = run(net.exec(&net.agent, "cat").arg("/sys/class/net/b0/address"));
-    map_devices(
-        &appliance.data_dir(),
-        &[
-            ("agent", DeviceKind::Mac, agent_mac.trim()),
-            ("colleague", DeviceKind::PhoneIp, COLLEAGUE_IP),
-        ],
-    );
-
-    let daemon = start_tapline_in(net.exec(&net.tap, tapline_bin()), &appliance);
-    let seen = transfer(&net, &work);
     let calls = [CUSTOMER_CALL, CONSULTATION, REPLACING_CALL];
-    eventually_or_log(&daemon, Duration::from_secs(20), "complete rows", || {
-        let rows = recording_rows(&appliance.data_dir());
-        let complete = |id: &&str| {
-            rows.iter()
-                .any(|r| r.sip_call_id == *id && r.status == "complete")
-        };
-        calls.iter().all(complete).then_some(())
-    });
-    let mut daemon = daemon;
-    daemon.stop(Signal::TERM);
+    let recorded = record_transfer(&LEGS, &calls, transfer);
+    let data_dir = recorded.appliance.data_dir();
 
-    let rows = recording_rows(&appliance.data_dir());
+    let rows = &recorded.rows;
     assert_eq!(rows.len(), 3, "one row per call: {rows:?}");
-    let links = transfer_links(&appliance.data_dir());
+    let links = transfer_links(&data_dir);
     eprintln!("transaction id, parent, holds: {links:?}");
     // The replacing call names the consultation it replaced; the customer's first call was
     // put on hold once, the others never.
@@ -251,7 +211,7 @@ fn an_attended_transfer_is_recorded_as_three_linked_calls() {
     // The customer reaches the agent's phone (by its MAC), the agent consults the colleague
     // (agent to agent), and the customer is put through to the colleague (by its IP).
     assert_eq!(
-        attributions(&appliance.data_dir()),
+        attributions(&data_dir),
         [
             (
                 CUSTOMER_CALL.to_owned(),
@@ -270,27 +230,201 @@ fn an_attended_transfer_is_recorded_as_three_linked_calls() {
             ),
         ]
     );
-    let tones: Vec<u32> = LEGS
+    check_legs(
+        &LEGS,
+        &calls,
+        &["bye from callee", "bye from callee", "bye from caller"],
+        &recorded,
+    );
+    eprintln!(
+        "transfer test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The blind transfer's two calls: the customer's call to the agent (x), which the agent
+/// ends by REFER, and the customer's new call to the colleague (z). Tones and RTP starts of
+/// their own, unlike any of [`LEGS`]; the agent's stream wraps its sequence number and
+/// timestamp mid-call. 1060 Hz rather than a tone over 1.1 kHz: see [`Script`].
+const BLIND_LEGS: [Leg; 2] = [
+    Leg {
+        caller: "customer-x",
+        callee: "agent-x",
+        caller_hz: 470,
+        callee_hz: 1060,
+        rtp: [
+            (0x7A11_0011, 0x1111, 0x0BAD_0000),
+            (0x7A11_0012, 0xFFC0, 0xFFFF_E000),
+        ],
+    },
+    Leg {
+        caller: "customer-z",
+        callee: "colleague-z",
+        caller_hz: 690,
+        callee_hz: 980,
+        rtp: [
+            (0x7A11_0013, 0x1313, 0x1313_0000),
+            (0x7A11_0014, 0x1414, 0x1414_0000),
+        ],
+    },
+];
+
+/// The blind transfer's Call-IDs, as the scenarios' `-cid_str` make them, and the target the
+/// agent's REFER names.
+const REFERRING_CALL: &str = "tapline-blind-1@198.51.100.10";
+const REFERRED_CALL: &str = "tapline-referred-1@198.51.100.10";
+const BLIND_REFER_TO: &str = "sip:2002@198.51.100.30:5060";
+
+#[test]
+fn a_blind_transfer_is_recorded_as_two_linked_calls() {
+    if !privileged() {
+        return;
+    }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    require_peers();
+    let calls = [REFERRING_CALL, REFERRED_CALL];
+    let recorded = record_transfer(&BLIND_LEGS, &calls, blind_transfer);
+    let data_dir = recorded.appliance.data_dir();
+
+    let rows = &recorded.rows;
+    assert_eq!(rows.len(), 2, "one row per call: {rows:?}");
+    let links = transfer_links(&data_dir);
+    eprintln!("transaction id, parent, holds: {links:?}");
+    // No Replaces names the first call: the new call is linked to it by the REFER's target
+    // and its Referred-By alone. The customer was put on hold once before the REFER.
+    assert_eq!(
+        links,
+        [
+            (REFERRING_CALL.to_owned(), None, Some(1)),
+            (
+                REFERRED_CALL.to_owned(),
+                Some(REFERRING_CALL.to_owned()),
+                Some(0)
+            ),
+        ]
+    );
+    // The first call also says where it went, so the transfer can be followed forwards.
+    assert_eq!(
+        referred_to(&data_dir),
+        [
+            (REFERRING_CALL.to_owned(), Some(BLIND_REFER_TO.to_owned())),
+            (REFERRED_CALL.to_owned(), None),
+        ]
+    );
+    // The customer reaches the agent's phone (by its MAC), then the colleague's (by its IP).
+    assert_eq!(
+        attributions(&data_dir),
+        [
+            (
+                REFERRING_CALL.to_owned(),
+                Some("agent".into()),
+                Some("Inbound".into())
+            ),
+            (
+                REFERRED_CALL.to_owned(),
+                Some("colleague".into()),
+                Some("Inbound".into())
+            ),
+        ]
+    );
+    check_legs(
+        &BLIND_LEGS,
+        &calls,
+        &["bye from callee", "bye from caller"],
+        &recorded,
+    );
+    eprintln!(
+        "blind transfer test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// What a transfer test leaves to check: the appliance (whose directory holds the
+/// recordings), its rows, what SIPp saw of each call, and what each leg's parties played.
+struct Recorded {
+    appliance: Appliance,
+    rows: Vec<RecordingRow>,
+    seen: HashMap<String, SeenBySipp>,
+    audio: Vec<Audio>,
+}
+
+/// Builds the switch and the appliance, makes each leg's audio, maps the agent's desk phone
+/// (by its MAC address only) and the colleague's (by its IP), runs tapline and the SIPp
+/// processes `phones` starts, and stops tapline once each of `calls` is recorded complete.
+fn record_transfer(
+    legs: &[Leg],
+    calls: &[&str],
+    phones: fn(&Switch, &Path) -> HashMap<String, SeenBySipp>,
+) -> Recorded {
+    let net = Switch::create();
+    let appliance = Appliance::new("[capture]\ninterfaces = [\"span0\"]\n");
+    let work = appliance.path().join("sipp");
+    std::fs::create_dir(&work).unwrap();
+    let audio: Vec<Audio> = legs
+        .iter()
+        .map(|leg| {
+            let (caller_packets, caller_pcm) =
+                make_tone(&work, leg.caller, leg.caller_hz, LEG_TALK_S, leg.rtp[0]);
+            let (callee_packets, callee_pcm) =
+                make_tone(&work, leg.callee, leg.callee_hz, LEG_TALK_S, leg.rtp[1]);
+            Audio {
+                caller_packets,
+                callee_packets,
+                caller_pcm,
+                callee_pcm,
+            }
+        })
+        .collect();
+
+    let agent_mac = run(net.exec(&net.agent, "cat").arg("/sys/class/net/b0/address"));
+    map_devices(
+        &appliance.data_dir(),
+        &[
+            ("agent", DeviceKind::Mac, agent_mac.trim()),
+            ("colleague", DeviceKind::PhoneIp, COLLEAGUE_IP),
+        ],
+    );
+
+    let mut daemon = start_tapline_in(net.exec(&net.tap, tapline_bin()), &appliance);
+    let seen = phones(&net, &work);
+    eventually_or_log(&daemon, Duration::from_secs(20), "complete rows", || {
+        let rows = recording_rows(&appliance.data_dir());
+        let complete = |id: &&str| {
+            rows.iter()
+                .any(|r| r.sip_call_id == *id && r.status == "complete")
+        };
+        calls.iter().all(complete).then_some(())
+    });
+    daemon.stop(Signal::TERM);
+
+    Recorded {
+        rows: recording_rows(&appliance.data_dir()),
+        appliance,
+        seen,
+        audio,
+    }
+}
+
+/// Checks each leg's recording with [`check_recording`]: `calls` gives each leg's Call-ID
+/// and `ends` its end reason; no leg's tones may be heard in another leg's recording.
+fn check_legs(legs: &[Leg], calls: &[&str], ends: &[&str], recorded: &Recorded) {
+    let tones: Vec<u32> = legs
         .iter()
         .flat_map(|leg| [leg.caller_hz, leg.callee_hz])
         .collect();
-    let ends = ["bye from callee", "bye from callee", "bye from caller"];
-    for (((leg, id), end), audio) in LEGS.iter().zip(calls).zip(ends).zip(&audio) {
-        let row = rows.iter().find(|r| r.sip_call_id == id).unwrap();
+    for (((leg, &id), &end), audio) in legs.iter().zip(calls).zip(ends).zip(&recorded.audio) {
+        let row = recorded.rows.iter().find(|r| r.sip_call_id == id).unwrap();
         check_recording(
             &format!("{} to {}", leg.caller, leg.callee),
             [leg.caller_hz, leg.callee_hz],
             &tones,
             end,
             row,
-            &seen[id],
+            &recorded.seen[id],
             audio,
         );
     }
-    eprintln!(
-        "transfer test took {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
 }
 
 /// Each recording's transaction id, parent transaction id and hold count, in the order the
@@ -351,77 +485,144 @@ fn attributions(data_dir: &Path) -> Vec<(String, Option<String>, Option<String>)
         .unwrap()
 }
 
-/// Runs the five SIPp processes of the transfer (see the scenarios' README.md) and returns
-/// when each call was answered and ended, from the log of the party that placed it.
+/// Each recording's transaction id and where the call was transferred (its REFER's
+/// Refer-To), in the order the calls were answered.
+fn referred_to(data_dir: &Path) -> Vec<(String, Option<String>)> {
+    let db = tapline_store::rusqlite::Connection::open(data_dir.join("tapline.db")).unwrap();
+    let mut statement = db
+        .prepare("SELECT transaction_id, referred_to FROM recordings ORDER BY answered_at")
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Runs the five SIPp processes of the attended transfer (see the scenarios' README.md) and
+/// returns when each call was answered and ended, from the log of the party that placed it.
 fn transfer(net: &Switch, work: &Path) -> HashMap<String, SeenBySipp> {
-    let scenario = |name: &str| Path::new(TRANSFER_DATA).join(format!("{name}.xml"));
-    let sipp = |namespace: &str| net.exec(namespace, "sipp");
-    let mut colleague = Sipp::spawn(
-        sipp(&net.colleague),
-        "colleague",
-        &scenario("colleague"),
+    run_phones(
+        net,
         work,
-        &format!("-i {COLLEAGUE_IP} -p 5060 -mi {COLLEAGUE_IP} -mp 20000 -m 2"),
-    );
-    let mut agent = Sipp::spawn(
-        sipp(&net.agent),
-        "agent-answer",
-        &scenario("agent-answer"),
+        &[
+            (
+                &net.colleague,
+                "colleague",
+                format!("-i {COLLEAGUE_IP} -p 5060 -mi {COLLEAGUE_IP} -mp 20000 -m 2"),
+            ),
+            (
+                &net.agent,
+                "agent-answer",
+                format!("-i {AGENT_IP} -p 5060 -mi {AGENT_IP} -mp 16384 -m 1"),
+            ),
+        ],
+        &[
+            (
+                &net.agent,
+                "agent-consult",
+                format!(
+                    "{COLLEAGUE_IP}:5060 -i {AGENT_IP} -p 5062 -mi {AGENT_IP} -mp 16484 -m 1 \
+                     -cid_str tapline-consult@%s"
+                ),
+            ),
+            (
+                &net.customer,
+                "customer-transfer",
+                format!(
+                    "{COLLEAGUE_IP}:5060 -i {CUSTOMER_IP} -p 5062 -mi {CUSTOMER_IP} -mp 10100 \
+                     -m 1 -cid_str tapline-replaces-%u@%s"
+                ),
+            ),
+            (
+                &net.customer,
+                "customer-call",
+                format!(
+                    "{AGENT_IP}:5060 -i {CUSTOMER_IP} -p 5060 -mi {CUSTOMER_IP} -mp 10000 -m 1 \
+                     -cid_str tapline-xfer-%u@%s"
+                ),
+            ),
+        ],
+        &[CUSTOMER_CALL, CONSULTATION, REPLACING_CALL],
+    )
+}
+
+/// Runs the three SIPp processes of the blind transfer (see the scenarios' README.md) and
+/// returns when each call was answered and ended, from the log of the party that placed it.
+fn blind_transfer(net: &Switch, work: &Path) -> HashMap<String, SeenBySipp> {
+    run_phones(
+        net,
         work,
-        &format!("-i {AGENT_IP} -p 5060 -mi {AGENT_IP} -mp 16384 -m 1"),
-    );
-    for namespace in [&net.colleague, &net.agent] {
+        &[
+            (
+                &net.colleague,
+                "colleague-blind",
+                format!("-i {COLLEAGUE_IP} -p 5060 -mi {COLLEAGUE_IP} -mp 20000 -m 1"),
+            ),
+            (
+                &net.agent,
+                "agent-blind",
+                format!("-i {AGENT_IP} -p 5060 -mi {AGENT_IP} -mp 16384 -m 1"),
+            ),
+        ],
+        &[
+            (
+                &net.customer,
+                "customer-blind-transfer",
+                format!(
+                    "{COLLEAGUE_IP}:5060 -i {CUSTOMER_IP} -p 5062 -mi {CUSTOMER_IP} -mp 10100 \
+                     -m 1 -cid_str tapline-referred-%u@%s"
+                ),
+            ),
+            (
+                &net.customer,
+                "customer-call",
+                format!(
+                    "{AGENT_IP}:5060 -i {CUSTOMER_IP} -p 5060 -mi {CUSTOMER_IP} -mp 10000 -m 1 \
+                     -cid_str tapline-blind-%u@%s"
+                ),
+            ),
+        ],
+        &[REFERRING_CALL, REFERRED_CALL],
+    )
+}
+
+/// One SIPp process of a transfer: the namespace of its phone, its scenario (and log) name in
+/// [`TRANSFER_DATA`], and its arguments.
+type Phone<'a> = (&'a str, &'static str, String);
+
+/// Starts the `answering` SIPp processes and waits until each listens on port 5060, then
+/// starts the `placing` ones together, whose scenarios wait, timed from now, for the steps
+/// they follow. Every process must succeed; returns when each of `calls` was answered and
+/// ended, from the logs of the `placing` processes.
+fn run_phones(
+    net: &Switch,
+    work: &Path,
+    answering: &[Phone<'_>],
+    placing: &[Phone<'_>],
+    calls: &[&str],
+) -> HashMap<String, SeenBySipp> {
+    let spawn = |(namespace, name, args): &Phone<'_>| {
+        let scenario = Path::new(TRANSFER_DATA).join(format!("{name}.xml"));
+        Sipp::spawn(net.exec(namespace, "sipp"), name, &scenario, work, args)
+    };
+    let mut answerers: Vec<Sipp> = answering.iter().map(spawn).collect();
+    for (namespace, _, _) in answering {
         eventually(Duration::from_secs(10), "SIPp to listen", || {
             let listening = run(net.exec(namespace, "ss").args(["-Hlun", "sport = :5060"]));
             (!listening.trim().is_empty()).then_some(())
         });
     }
-    // The two calls placed later wait inside their scenarios, timed from now.
-    let mut consult = Sipp::spawn(
-        sipp(&net.agent),
-        "agent-consult",
-        &scenario("agent-consult"),
-        work,
-        &format!(
-            "{COLLEAGUE_IP}:5060 -i {AGENT_IP} -p 5062 -mi {AGENT_IP} -mp 16484 -m 1 \
-             -cid_str tapline-consult@%s"
-        ),
-    );
-    let mut replacing = Sipp::spawn(
-        sipp(&net.customer),
-        "customer-transfer",
-        &scenario("customer-transfer"),
-        work,
-        &format!(
-            "{COLLEAGUE_IP}:5060 -i {CUSTOMER_IP} -p 5062 -mi {CUSTOMER_IP} -mp 10100 -m 1 \
-             -cid_str tapline-replaces-%u@%s"
-        ),
-    );
-    let mut customer = Sipp::spawn(
-        sipp(&net.customer),
-        "customer-call",
-        &scenario("customer-call"),
-        work,
-        &format!(
-            "{AGENT_IP}:5060 -i {CUSTOMER_IP} -p 5060 -mi {CUSTOMER_IP} -mp 10000 -m 1 \
-             -cid_str tapline-xfer-%u@%s"
-        ),
-    );
-    for process in [
-        &mut customer,
-        &mut replacing,
-        &mut consult,
-        &mut agent,
-        &mut colleague,
-    ] {
+    let mut placers: Vec<Sipp> = placing.iter().map(spawn).collect();
+    for process in placers.iter_mut().rev().chain(answerers.iter_mut().rev()) {
         process.wait(Duration::from_secs(30));
     }
     let mut seen = HashMap::new();
-    for log in ["customer-call", "agent-consult", "customer-transfer"] {
+    for (_, log, _) in placing {
         let text = std::fs::read_to_string(work.join(format!("{log}-messages.log"))).unwrap();
         seen.extend(sipp_call_times(&text));
     }
-    for id in [CUSTOMER_CALL, CONSULTATION, REPLACING_CALL] {
+    for &id in calls {
         let call = seen.get(id).copied().unwrap_or_default();
         assert!(
             call.answered.is_some() && call.bye.is_some(),
