@@ -991,8 +991,9 @@ impl Recorder {
         }
     }
 
-    /// A call whose recording was cut short has ended: its row gets the codec and stream
-    /// statistics, which only the end of the call knows.
+    /// A call whose recording was cut short has ended: its row gets the codec, the stream
+    /// statistics, the holds and where it was transferred to, which only the end of the call
+    /// knows.
     fn add_call_statistics(&self, row: i64, summary: &CallSummary) {
         let [caller, callee] = summary.streams;
         let updated = self.store.write(|tx| {
@@ -1000,7 +1001,7 @@ impl Recorder {
                 "UPDATE recordings SET codec = ?2,
                      caller_packets = ?3, caller_lost = ?4, caller_jitter_ms = ?5,
                      callee_packets = ?6, callee_lost = ?7, callee_jitter_ms = ?8,
-                     hold_count = ?9, hold_ms = ?10
+                     hold_count = ?9, hold_ms = ?10, referred_to = ?11
                  WHERE id = ?1",
                 rusqlite::params![
                     row,
@@ -1013,6 +1014,7 @@ impl Recorder {
                     callee.jitter_ms,
                     summary.holds,
                     summary.on_hold.as_millis() as i64,
+                    summary.referred_to,
                 ],
             )
         });

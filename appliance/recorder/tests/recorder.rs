@@ -716,6 +716,15 @@ fn a_full_disk_stops_recording_keeps_what_was_written_and_recording_resumes_by_i
         at > last + Duration::from_secs(2)
     });
     let end = last + Duration::from_secs(3);
+    // The first call is transferred after its recording was cut: its row still says where.
+    rig.frame(
+        end - Duration::from_millis(500),
+        sip(
+            talking[0].callee,
+            talking[0].caller,
+            talking[0].refer("sip:2002@198.51.100.30", None),
+        ),
+    );
     for c in &talking {
         rig.bye(c, end);
     }
@@ -749,6 +758,11 @@ fn a_full_disk_stops_recording_keeps_what_was_written_and_recording_resumes_by_i
         );
         assert_eq!(rig.column::<String>(c, "codec"), "PCMU");
         assert_eq!(rig.column::<i64>(c, "caller_packets"), i64::from(sent));
+        let referred_to = (c.call_id == talking[0].call_id).then_some("sip:2002@198.51.100.30");
+        assert_eq!(
+            rig.column::<Option<String>>(c, "referred_to").as_deref(),
+            referred_to
+        );
         let duration = rig.column::<i64>(c, "duration_ms");
         assert!(
             (3000..cut_at.saturating_sub(answered).as_millis() as i64 + 1).contains(&duration),
