@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use super::{RUNS, median};
+use super::{RUNS, median, met};
 use crate::cargo;
 
 /// Calls answered on the benchmark's day.
@@ -77,11 +77,7 @@ pub(super) fn measure() -> anyhow::Result<IndexGeneration> {
 impl IndexGeneration {
     pub(super) fn write_section(&self, out: &mut String) -> anyhow::Result<()> {
         let seconds = median(&mut self.seconds.clone());
-        let verdict = if seconds < GOAL_SECONDS {
-            "met"
-        } else {
-            "**missed**"
-        };
+        let verdict = met(seconds < GOAL_SECONDS);
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
         writeln!(out, "## Daily index files\n")?;
         writeln!(

@@ -182,6 +182,11 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// How a goal fares, as the report says it.
+fn met(yes: bool) -> &'static str {
+    if yes { "**met**" } else { "**missed**" }
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_section;

@@ -14,7 +14,7 @@ use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use tapline_calls::synth::{self, Call, Endpoint};
 
-use super::{RUNS, median};
+use super::{RUNS, median, met};
 use crate::cargo;
 
 /// Concurrent calls in the generated capture.
@@ -235,12 +235,11 @@ impl Reconstruction {
             our_cpu_rate / their_cpu_rate,
             our_memory / their_memory
         )?;
-        let met = |yes: bool| if yes { "met" } else { "missed" };
         let mib_per_call = our_memory / CALLS as f64;
         writeln!(
             out,
-            "\nGoals: at least {GOAL_PACKETS_PER_CPU_SECOND:.0} packets per CPU-second: **{}** \
-             ({our_cpu_rate:.0}); under {GOAL_MIB_PER_CALL} MiB per concurrent call: **{}** \
+            "\nGoals: at least {GOAL_PACKETS_PER_CPU_SECOND:.0} packets per CPU-second: {} \
+             ({our_cpu_rate:.0}); under {GOAL_MIB_PER_CALL} MiB per concurrent call: {} \
              ({:.0} KiB).",
             met(our_cpu_rate >= GOAL_PACKETS_PER_CPU_SECOND),
             met(mib_per_call < GOAL_MIB_PER_CALL),

@@ -31,7 +31,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use self::relay::{Kind, Memory, Relay};
-use super::{RUNS, median};
+use super::{RUNS, median, met};
 use crate::cargo;
 
 /// Clients of the relaying test, and what each sends: a message the size of 20 ms of G.711
@@ -316,10 +316,6 @@ fn pin(core: usize) -> anyhow::Result<()> {
 /// The medians of a figure over the runs against each relay.
 fn medians(runs: &[Vec<Run>; 2], figure: impl Fn(&Run) -> f64) -> [f64; 2] {
     [0, 1].map(|slot| median(&mut runs[slot].iter().map(&figure).collect::<Vec<_>>()))
-}
-
-fn met(yes: bool) -> &'static str {
-    if yes { "**met**" } else { "**missed**" }
 }
 
 fn mib(kib: u64) -> String {
