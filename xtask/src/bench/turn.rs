@@ -19,6 +19,7 @@
 //! Each relay is started afresh for every run ([`relay`]) and stopped at its end, so no run
 //! inherits another's allocations and no relay outlives the benchmark.
 
+mod floor;
 mod load;
 mod relay;
 
@@ -73,6 +74,8 @@ const OPEN_FILES: u64 = 65_536;
 /// What the runs measured; index 0 is Tapline, 1 coturn, as in [`Kind::BOTH`].
 pub(super) struct Turn {
     runs: [Vec<Run>; 2],
+    /// The forwarding floor's runs, one after each pair of relay runs.
+    floor: Vec<FloorRun>,
     holding: [Holding; 2],
     coturn_version: String,
     load_average: String,
@@ -121,6 +124,20 @@ impl Run {
     }
 }
 
+/// One run of the forwarding floor under the relaying load.
+struct FloorRun {
+    sent: u64,
+    at_peer: u64,
+    echoed: u64,
+    cpu: Duration,
+}
+
+impl FloorRun {
+    fn relayed_per_cpu_second(&self) -> f64 {
+        (self.at_peer + self.echoed) as f64 / self.cpu.as_secs_f64().max(0.01)
+    }
+}
+
 /// The concurrency test against one relay.
 struct Holding {
     setup: load::Setup,
@@ -149,7 +166,7 @@ pub(super) fn measure() -> anyhow::Result<Turn> {
         .join(", ");
     // The load runs on a thread of its own pinned to its core, so that nothing this process
     // starts later inherits the pinning.
-    let (runs, holding) = std::thread::scope(|scope| {
+    let (runs, floor, holding) = std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 pin(LOAD_CORE)?;
@@ -160,6 +177,7 @@ pub(super) fn measure() -> anyhow::Result<Turn> {
     })?;
     Ok(Turn {
         runs,
+        floor,
         holding,
         coturn_version,
         load_average,
@@ -167,10 +185,11 @@ pub(super) fn measure() -> anyhow::Result<Turn> {
     })
 }
 
-type Measured = ([Vec<Run>; 2], [Holding; 2]);
+type Measured = ([Vec<Run>; 2], Vec<FloorRun>, [Holding; 2]);
 
 fn measure_pinned(dir: &Path) -> anyhow::Result<Measured> {
     let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+    let mut floor = Vec::new();
     for number in 1..=RUNS {
         for (slot, kind) in Kind::BOTH.into_iter().enumerate() {
             let run = one_run(kind, dir).with_context(|| format!("{kind:?}, run {number}"))?;
@@ -189,9 +208,37 @@ fn measure_pinned(dir: &Path) -> anyhow::Result<Measured> {
             );
             runs[slot].push(run);
         }
+        let run = floor_run().with_context(|| format!("the forwarding floor, run {number}"))?;
+        eprintln!(
+            "xtask: turn run {number}, forwarding floor: {} sent, {} back, {:.2} CPU-s, \
+             {:.0} relayed per CPU-s",
+            run.sent,
+            run.echoed,
+            run.cpu.as_secs_f64(),
+            run.relayed_per_cpu_second(),
+        );
+        floor.push(run);
     }
     let holding = [hold(Kind::Tapline, dir)?, hold(Kind::Coturn, dir)?];
-    Ok((runs, holding))
+    Ok((runs, floor, holding))
+}
+
+/// The relaying test against the forwarding floor, with the same load as the relays get.
+fn floor_run() -> anyhow::Result<FloorRun> {
+    let peer = load::echo_peer()?;
+    let floor = floor::Floor::start(peer.local_addr()?)?;
+    let clients = load::ready_clients(floor::LISTEN, TRAFFIC_BLOCK, CLIENTS)?;
+    load::check_path(&clients, &peer, MESSAGE_BYTES)?;
+    let cpu_before = floor.cpu_time()?;
+    let traffic = load::relay_traffic(&clients, &peer, MESSAGE_BYTES, RATE, TRAFFIC, DRAIN)?;
+    let cpu = floor.cpu_time()?.saturating_sub(cpu_before);
+    floor.stop()?;
+    Ok(FloorRun {
+        sent: traffic.sent,
+        at_peer: traffic.at_peer,
+        echoed: traffic.echoed,
+        cpu,
+    })
 }
 
 /// The relaying and allocation-rate tests against a fresh `kind`.
@@ -423,7 +470,62 @@ impl Turn {
                 )?;
             }
         }
+        for (number, run) in self.floor.iter().enumerate() {
+            writeln!(
+                out,
+                "| forwarding floor | {} | {} | {} | {} | | {:.2} | {:.0} | | |",
+                number + 1,
+                run.sent,
+                run.at_peer,
+                run.echoed,
+                run.cpu.as_secs_f64(),
+                run.relayed_per_cpu_second(),
+            )?;
+        }
         writeln!(out)?;
+
+        let floor = median(
+            &mut self
+                .floor
+                .iter()
+                .map(FloorRun::relayed_per_cpu_second)
+                .collect::<Vec<_>>(),
+        );
+        writeln!(
+            out,
+            "**The forwarding floor.** The same load, in the same runs, through a forwarder that \
+             does nothing but move the datagrams (`xtask/src/bench/turn/floor.rs`): no STUN, no \
+             credentials, no permissions, no counting, with the system calls of Tapline's \
+             datagram path in the same pattern, from a thread pinned to core {}. What it costs \
+             a datagram is what the kernel charges for the datagram alone, on this machine; \
+             a relay built on these system calls can at best match it.\n",
+            relay::SERVER_CORE,
+        )?;
+        writeln!(
+            out,
+            "| | relayed datagrams per CPU-second | CPU per relayed datagram | against coturn |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|")?;
+        for (name, rate) in [
+            ("forwarding floor", floor),
+            ("Tapline", per_cpu[0]),
+            ("coturn", per_cpu[1]),
+        ] {
+            writeln!(
+                out,
+                "| {name} | {rate:.0} | {:.2} µs | {:.2}× |",
+                1e6 / rate.max(1.0),
+                rate / per_cpu[1].max(1.0)
+            )?;
+        }
+        writeln!(
+            out,
+            "\nTapline spends {:.2} µs a datagram beyond the floor, coturn {:.2} µs. Even with \
+             nothing beyond the floor, a relay would reach {:.2}× coturn here.\n",
+            (1e6 / per_cpu[0].max(1.0) - 1e6 / floor.max(1.0)).max(0.0),
+            (1e6 / per_cpu[1].max(1.0) - 1e6 / floor.max(1.0)).max(0.0),
+            floor / per_cpu[1].max(1.0),
+        )?;
 
         writeln!(
             out,
@@ -501,6 +603,16 @@ impl Turn {
              ({:.2}×; at most {most_lost} lost in a run).",
             met(per_cpu[0] / per_cpu[1] >= GOAL_RATIO && most_lost == 0),
             per_cpu[0] / per_cpu[1]
+        )?;
+        writeln!(
+            out,
+            "  The forwarding floor reaches {:.2}× coturn: the goal {}.",
+            floor / per_cpu[1].max(1.0),
+            if floor / per_cpu[1].max(1.0) >= GOAL_RATIO {
+                "is within reach of a relay on these system calls"
+            } else {
+                "is beyond what any relay on these system calls could reach on this machine"
+            }
         )?;
         writeln!(
             out,

@@ -359,6 +359,22 @@ pub(super) fn set_up(
     Ok((clients, setup))
 }
 
+/// `count` clients of a forwarder that needs no setting up (the forwarding floor), each from its
+/// own address in block `block`, ready to send.
+pub(super) fn ready_clients(
+    server: SocketAddr,
+    block: u8,
+    count: usize,
+) -> anyhow::Result<Vec<Client>> {
+    (0..count)
+        .map(|index| {
+            let mut client = Client::new(index, client_ip(block, index), server, None)?;
+            client.step = Step::Ready;
+            Ok(client)
+        })
+        .collect()
+}
+
 /// The echo peer: a socket that sends every datagram back where it came from, with a receive
 /// buffer deep enough that the benchmark's own scheduling does not lose what a relay sent.
 pub(super) fn echo_peer() -> anyhow::Result<UdpSocket> {
