@@ -518,12 +518,26 @@ impl Turn {
                 rate / per_cpu[1].max(1.0)
             )?;
         }
+        // Each floor run beside coturn's run of the same round, which the same state of the
+        // machine affected.
+        let paired: Vec<f64> = self
+            .floor
+            .iter()
+            .zip(&self.runs[1])
+            .map(|(floor, coturn)| {
+                floor.relayed_per_cpu_second() / coturn.relayed_per_cpu_second().max(1.0)
+            })
+            .collect();
+        let lowest = paired.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = paired.iter().copied().fold(0.0, f64::max);
         writeln!(
             out,
-            "\nTapline spends {:.2} µs a datagram beyond the floor, coturn {:.2} µs. Even with \
-             nothing beyond the floor, a relay would reach {:.2}× coturn here.\n",
-            (1e6 / per_cpu[0].max(1.0) - 1e6 / floor.max(1.0)).max(0.0),
-            (1e6 / per_cpu[1].max(1.0) - 1e6 / floor.max(1.0)).max(0.0),
+            "\nAgainst the floor's, Tapline's CPU per relayed datagram is {:+.0}% and coturn's \
+             {:+.0}% (a few per cent either way is run-to-run noise). Even with nothing beyond \
+             the floor, a relay would reach {:.2}× coturn here; run by run, the floor reached \
+             {lowest:.2}–{highest:.2}× coturn's figure of the same round.\n",
+            (floor / per_cpu[0].max(1.0) - 1.0) * 100.0,
+            (floor / per_cpu[1].max(1.0) - 1.0) * 100.0,
             floor / per_cpu[1].max(1.0),
         )?;
 
