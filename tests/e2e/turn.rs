@@ -168,6 +168,10 @@ fn uclient_over_udp_with_channels_reserved_ports_and_send_indications() {
     let mut send = static_user();
     send.push("-s");
     relays_without_loss(&daemon, &send, port);
+    // -g: DONT-FRAGMENT in every Allocate; the relayed sockets then set DF.
+    let mut dont_fragment = static_user();
+    dont_fragment.push("-g");
+    relays_without_loss(&daemon, &dont_fragment, port);
     let log = daemon.stderr();
     assert!(log.contains("turn allocation started"), "{log}");
     assert!(log.contains("transport=\"udp\""), "{log}");

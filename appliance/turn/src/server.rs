@@ -15,7 +15,9 @@
 //!         match action {
 //!             Transmit { tuple, bytes }            => send on tuple's listener or connection
 //!                                                     (then, optionally, server.recycle(bytes)),
-//!             OpenRelay { allocation, relayed }    => bind relayed (on failure:
+//!             OpenRelay { allocation, relayed, dont_fragment }
+//!                                                  => bind relayed, DF on its datagrams if asked
+//!                                                     (on failure:
 //!                                                     server.handle_relay_failed(now, allocation)),
 //!             OpenTcpRelay { allocation, relayed } => listen on relayed (RFC 6062); each peer
 //!                                                     that connects: handle_peer_connection,
@@ -153,10 +155,13 @@ pub enum Action {
     /// are one whole frame, padding included.
     Transmit { tuple: FiveTuple, bytes: Vec<u8> },
     /// Bind a UDP socket on `relayed` for the allocation and pass what it receives to
-    /// [`Server::handle_peer_data`].
+    /// [`Server::handle_peer_data`]. With `dont_fragment` (the client's DONT-FRAGMENT, RFC
+    /// 8656 §7.2), what it sends must carry the DF bit and never be fragmented: a datagram
+    /// too large for the path is dropped instead. Without it, the system's default applies.
     OpenRelay {
         allocation: AllocationId,
         relayed: SocketAddr,
+        dont_fragment: bool,
     },
     /// Send `bytes` from the relayed socket to `peer`.
     RelayTo {

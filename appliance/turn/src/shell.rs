@@ -854,7 +854,8 @@ impl Owner {
                 Action::OpenRelay {
                     allocation,
                     relayed,
-                } => match open_relay(&self.epoll, allocation, relayed) {
+                    dont_fragment,
+                } => match open_relay(&self.epoll, allocation, relayed, dont_fragment) {
                     Ok(socket) => {
                         self.relays.insert(allocation, socket);
                     }
@@ -1103,14 +1104,29 @@ fn send_batch(socket: &UdpSocket, to: &[SocketAddrAny], bytes: &[Vec<u8>]) -> io
     )?)
 }
 
-/// Binds `relayed` for an allocation and adds it to the owner's epoll set.
+/// Binds `relayed` for an allocation and adds it to the owner's epoll set. With
+/// `dont_fragment`, the kernel sets DF on every datagram and refuses, rather than fragments,
+/// one larger than the path allows (`IP_PMTUDISC_DO`; for IPv6, which has no DF bit, it only
+/// stops the relay fragmenting).
 fn open_relay(
     epoll: &OwnedFd,
     allocation: AllocationId,
     relayed: SocketAddr,
+    dont_fragment: bool,
 ) -> io::Result<UdpSocket> {
+    use rustix::net::sockopt;
     let socket = UdpSocket::bind(relayed)?;
     socket.set_nonblocking(true)?;
+    if dont_fragment {
+        match relayed {
+            SocketAddr::V4(_) => {
+                sockopt::set_ip_mtu_discover(&socket, sockopt::Ipv4PathMtuDiscovery::DO)?;
+            }
+            SocketAddr::V6(_) => {
+                sockopt::set_ipv6_mtu_discover(&socket, sockopt::Ipv6PathMtuDiscovery::DO)?;
+            }
+        }
+    }
     epoll::add(
         epoll,
         &socket,
@@ -1145,6 +1161,32 @@ mod tests {
         // one; never the unspecified address itself.
         if let Ok(chosen) = relay_ip(unspecified, None) {
             assert!(!chosen.is_unspecified(), "{chosen}");
+        }
+    }
+
+    #[test]
+    fn a_relayed_socket_sets_df_only_when_the_client_asked() {
+        use rustix::net::sockopt::{self, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery};
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll");
+        let v4: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+        let asked = open_relay(&epoll, AllocationId(1), v4, true).expect("binds");
+        assert_eq!(
+            sockopt::ip_mtu_discover(&asked).ok(),
+            Some(Ipv4PathMtuDiscovery::DO)
+        );
+        let default = open_relay(&epoll, AllocationId(2), v4, false).expect("binds");
+        assert_ne!(
+            sockopt::ip_mtu_discover(&default).ok(),
+            Some(Ipv4PathMtuDiscovery::DO)
+        );
+        // A host without IPv6 on loopback cannot check the IPv6 option; say so.
+        let v6: SocketAddr = "[::1]:0".parse().expect("literal");
+        match open_relay(&epoll, AllocationId(3), v6, true) {
+            Ok(asked) => assert_eq!(
+                sockopt::ipv6_mtu_discover(&asked).ok(),
+                Some(Ipv6PathMtuDiscovery::DO)
+            ),
+            Err(err) => eprintln!("SKIPPED the IPv6 half: cannot bind [::1] ({err})"),
         }
     }
 }

@@ -54,6 +54,7 @@ impl Server {
         {
             return Err(error::BAD_REQUEST.into());
         }
+        let dont_fragment = request.attribute(attr::DONT_FRAGMENT).is_some();
         let even_port = request.attribute(attr::EVEN_PORT);
         let requested_family = request.attribute(attr::REQUESTED_ADDRESS_FAMILY);
         let additional_family = request.attribute(attr::ADDITIONAL_ADDRESS_FAMILY);
@@ -188,6 +189,7 @@ impl Server {
                 Action::OpenRelay {
                     allocation: id,
                     relayed,
+                    dont_fragment,
                 }
             });
         }

@@ -326,6 +326,37 @@ fn allocate_emits_open_relay_before_anything_is_relayed() {
 }
 
 #[test]
+fn dont_fragment_reaches_the_relayed_socket() {
+    let dont_fragment = (attr::DONT_FRAGMENT, vec![]);
+    for (attrs, expected) in [
+        (vec![requested_udp()], false),
+        (vec![requested_udp(), dont_fragment], true),
+    ] {
+        let mut h = harness();
+        h.nonce = None;
+        let tid = h.tid();
+        let unsigned = h.build(Method::Allocate, tid, &attrs, false);
+        h.server.handle_client(h.now, h.tuple, &unsigned);
+        let challenge = h.actions();
+        let Some(Action::Transmit { bytes, .. }) = challenge.first() else {
+            panic!("a 401");
+        };
+        h.nonce = Message::decode(bytes)
+            .expect("decodes")
+            .text(attr::NONCE)
+            .map(str::to_owned);
+        let tid = h.tid();
+        let signed = h.build(Method::Allocate, tid, &attrs, true);
+        h.server.handle_client(h.now, h.tuple, &signed);
+        let actions = h.actions();
+        assert!(
+            matches!(actions[0], Action::OpenRelay { dont_fragment, .. } if dont_fragment == expected),
+            "{actions:?}"
+        );
+    }
+}
+
+#[test]
 fn a_retransmitted_allocate_gets_the_same_reply_and_a_new_one_437() {
     let mut h = harness();
     let _ = h.request(Method::Allocate, &[]); // fetch a nonce (400: no REQUESTED-TRANSPORT)
