@@ -139,6 +139,17 @@ impl Harness {
 
     /// A signed request, fetching a nonce first if needed; returns the reply.
     fn request(&mut self, method: Method, attrs: &[Attr]) -> Vec<u8> {
+        self.request_actions(method, attrs)
+            .into_iter()
+            .find_map(|action| match action {
+                Action::Transmit { bytes, .. } => Some(bytes),
+                _ => None,
+            })
+            .expect("a reply")
+    }
+
+    /// A signed request, fetching a nonce first if needed; returns every action it caused.
+    fn request_actions(&mut self, method: Method, attrs: &[Attr]) -> Vec<Action> {
         if self.nonce.is_none() {
             let tid = self.tid();
             let bytes = self.build(method, tid, attrs, false);
@@ -149,7 +160,8 @@ impl Harness {
         }
         let tid = self.tid();
         let bytes = self.build(method, tid, attrs, true);
-        self.exchange(&bytes).expect("a reply")
+        self.server.handle_client(self.now, self.tuple, &bytes);
+        self.actions()
     }
 
     fn allocate(&mut self) -> (AllocationId, SocketAddr) {
@@ -306,21 +318,7 @@ fn allocate_opens_a_relay_and_signs_the_reply() {
 fn allocate_emits_open_relay_before_anything_is_relayed() {
     let mut h = harness();
     h.nonce = None;
-    let tid = h.tid();
-    let unsigned = h.build(Method::Allocate, tid, &[requested_udp()], false);
-    h.server.handle_client(h.now, h.tuple, &unsigned);
-    let challenge = h.actions();
-    let Some(Action::Transmit { bytes, .. }) = challenge.first() else {
-        panic!("a 401");
-    };
-    h.nonce = Message::decode(bytes)
-        .expect("decodes")
-        .text(attr::NONCE)
-        .map(str::to_owned);
-    let tid = h.tid();
-    let signed = h.build(Method::Allocate, tid, &[requested_udp()], true);
-    h.server.handle_client(h.now, h.tuple, &signed);
-    let actions = h.actions();
+    let actions = h.request_actions(Method::Allocate, &[requested_udp()]);
     assert!(matches!(actions[0], Action::OpenRelay { .. }));
     assert!(matches!(actions[1], Action::Transmit { .. }));
 }
@@ -334,21 +332,7 @@ fn dont_fragment_reaches_the_relayed_socket() {
     ] {
         let mut h = harness();
         h.nonce = None;
-        let tid = h.tid();
-        let unsigned = h.build(Method::Allocate, tid, &attrs, false);
-        h.server.handle_client(h.now, h.tuple, &unsigned);
-        let challenge = h.actions();
-        let Some(Action::Transmit { bytes, .. }) = challenge.first() else {
-            panic!("a 401");
-        };
-        h.nonce = Message::decode(bytes)
-            .expect("decodes")
-            .text(attr::NONCE)
-            .map(str::to_owned);
-        let tid = h.tid();
-        let signed = h.build(Method::Allocate, tid, &attrs, true);
-        h.server.handle_client(h.now, h.tuple, &signed);
-        let actions = h.actions();
+        let actions = h.request_actions(Method::Allocate, &attrs);
         assert!(
             matches!(actions[0], Action::OpenRelay { dont_fragment, .. } if dont_fragment == expected),
             "{actions:?}"
